@@ -1,0 +1,265 @@
+"""The network: parameter layout and initialisation, layer stacking, linear head, loss.
+
+One flat parameter vector holds every weight; :class:`ParameterLayout` gives named
+views of it with PyTorch's names and shapes (``weight_ih_l0``, ..., ``head.weight``).
+:func:`predict` and :func:`loss_and_grad` stack the recurrent layers of
+:mod:`tsrnn._kernels.cpu`, put a linear head on the last time step of the top layer
+and return predictions, or the loss and the flat gradient. Inputs are batch-first
+``(B, T, F)`` here and time-major inside the kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from tsrnn._kernels import cpu
+
+CELLS = ("rnn", "lstm", "gru")
+LOSSES = ("squared_error", "absolute_error", "huber")
+HUBER_DELTA = 1.0
+
+
+def cell_code(cell: str, nonlinearity: str = "tanh") -> int:
+    """Kernel code of a cell name ('rnn' with its nonlinearity, 'lstm', 'gru')."""
+    if cell == "rnn":
+        return cpu.RNN_RELU if nonlinearity == "relu" else cpu.RNN_TANH
+    return cpu.CELL_CODES[cell]
+
+
+@dataclass(frozen=True)
+class ParameterLayout:
+    """Names, shapes and offsets of every parameter in the flat vector.
+
+    Parameters
+    ----------
+    cell : {'rnn', 'lstm', 'gru'}
+    input_size : int
+        Number of input features F.
+    hidden_size : int
+        Hidden units H per layer.
+    num_layers : int
+        Stacked recurrent layers.
+    n_outputs : int
+        Outputs of the linear head.
+    """
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    n_outputs: int
+
+    @property
+    def gates(self) -> int:
+        return {"rnn": 1, "lstm": 4, "gru": 3}[self.cell]
+
+    def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """(name, shape) of every parameter in storage order, PyTorch's names."""
+        G, H = self.gates, self.hidden_size
+        out = []
+        for k in range(self.num_layers):
+            F = self.input_size if k == 0 else H
+            out += [
+                (f"weight_ih_l{k}", (G * H, F)),
+                (f"weight_hh_l{k}", (G * H, H)),
+                (f"bias_ih_l{k}", (G * H,)),
+                (f"bias_hh_l{k}", (G * H,)),
+            ]
+        out += [("head.weight", (self.n_outputs, H)), ("head.bias", (self.n_outputs,))]
+        return out
+
+    @property
+    def size(self) -> int:
+        return sum(int(np.prod(shape)) for _, shape in self.shapes())
+
+    def views(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Named views into ``flat`` (writing a view writes the flat vector)."""
+        if flat.shape != (self.size,):
+            raise ValueError(
+                f"flat parameter vector must have shape ({self.size},); got {flat.shape}."
+            )
+        out, offset = {}, 0
+        for name, shape in self.shapes():
+            n = int(np.prod(shape))
+            out[name] = flat[offset:offset + n].reshape(shape)
+            offset += n
+        return out
+
+    def weight_mask(self) -> np.ndarray:
+        """Boolean mask of the flat vector: True on weights (L2 applies), False on biases."""
+        mask = np.zeros(self.size, dtype=bool)
+        offset = 0
+        for name, shape in self.shapes():
+            n = int(np.prod(shape))
+            mask[offset:offset + n] = "weight" in name
+            offset += n
+        return mask
+
+    def init(self, rng: np.random.Generator, dtype=np.float64) -> np.ndarray:
+        """A flat vector initialised as PyTorch does.
+
+        Recurrent weights and biases ~ U(-1/sqrt(H), 1/sqrt(H)) (``torch.nn.RNN``);
+        the head ~ U(-1/sqrt(H), 1/sqrt(H)) (``torch.nn.Linear``, fan-in H).
+        """
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        return rng.uniform(-bound, bound, size=self.size).astype(dtype)
+
+
+@dataclass
+class _Cache:
+    layers: list
+    masks: list
+    top_last: np.ndarray
+    window: int
+
+
+def _n_chunks(batch_size: int) -> int:
+    return max(1, min(numba.get_num_threads(), batch_size))
+
+
+def _to_time_major(X: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(X.transpose(1, 0, 2))
+
+
+def _forward(layout, flat, X, *, cell_id, window, keep, dropout, rng):
+    """Run the stack; returns predictions (B, O) and what backward needs."""
+    p = layout.views(flat)
+    x = _to_time_major(X)
+    T, B, _ = x.shape
+    H = layout.hidden_size
+    dtype = X.dtype
+    zeros = np.zeros((B, H), dtype=dtype)
+    layers, masks = [], []
+    for k in range(layout.num_layers):
+        h_out, cache = cpu.layer_forward(
+            cell_id, x, zeros, zeros, p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"],
+            p[f"bias_ih_l{k}"], p[f"bias_hh_l{k}"], window=window,
+            n_chunks=_n_chunks(B), keep=keep,
+        )
+        layers.append(cache)
+        mask = None
+        if dropout > 0 and k < layout.num_layers - 1:
+            # inverted dropout between layers: scale at training time only
+            mask = (rng.random(h_out.shape) >= dropout).astype(dtype) / dtype.type(1 - dropout)
+            h_out = h_out * mask
+        masks.append(mask)
+        x = h_out
+    top_last = np.ascontiguousarray(x[-1])
+    if dropout > 0:
+        mask = (rng.random(top_last.shape) >= dropout).astype(dtype) / dtype.type(1 - dropout)
+        top_last = top_last * mask
+        masks.append(mask)
+    else:
+        masks.append(None)
+    pred = top_last @ p["head.weight"].T + p["head.bias"]
+    return pred, _Cache(layers, masks, top_last, window if window is not None else T)
+
+
+def predict(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray,
+            cell_id: int | None = None, batch_size: int = 1024) -> np.ndarray:
+    """Predictions (B, n_outputs) for batch-first inputs ``X`` (B, T, F)."""
+    if cell_id is None:
+        cell_id = cell_code(layout.cell)
+    out = np.empty((X.shape[0], layout.n_outputs), dtype=X.dtype)
+    for start in range(0, X.shape[0], batch_size):
+        stop = min(start + batch_size, X.shape[0])
+        out[start:stop], _ = _forward(layout, flat, X[start:stop], cell_id=cell_id,
+                                      window=None, keep=False, dropout=0.0, rng=None)
+    return out
+
+
+def loss_value_and_grad(loss: str, pred: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean loss over samples and outputs, and its gradient with respect to ``pred``.
+
+    'squared_error' is half the mean squared error (as scikit-learn's MLP),
+    'absolute_error' the mean absolute error, 'huber' the mean Huber loss with
+    delta 1 (on standardised targets).
+    """
+    diff = pred - y
+    n = diff.size
+    if loss == "squared_error":
+        return float(0.5 * np.mean(diff * diff)), diff / n
+    if loss == "absolute_error":
+        return float(np.mean(np.abs(diff))), np.sign(diff) / n
+    if loss == "huber":
+        a = np.abs(diff)
+        quad = a <= HUBER_DELTA
+        value = np.where(quad, 0.5 * diff * diff, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+        grad = np.where(quad, diff, HUBER_DELTA * np.sign(diff))
+        return float(np.mean(value)), grad / n
+    raise ValueError(f"loss must be one of {LOSSES}; got {loss!r}.")
+
+
+def loss_and_grad(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray, y: np.ndarray,
+                  *, loss: str = "squared_error", alpha: float = 0.0,
+                  cell_id: int | None = None, bptt_steps: int | None = None,
+                  dropout: float = 0.0, rng: np.random.Generator | None = None,
+                  ) -> tuple[float, np.ndarray]:
+    """Loss of one minibatch and its gradient with respect to the flat parameters.
+
+    Parameters
+    ----------
+    layout : ParameterLayout
+    flat : (P,) array
+        Parameters, float32 or float64 (the dtype of ``X`` and ``y``).
+    X : (B, T, F) array
+    y : (B, n_outputs) array
+    loss : {'squared_error', 'absolute_error', 'huber'}
+    alpha : float
+        L2 penalty on the weights (not biases): ``0.5 * alpha * ||W||^2 / B`` is
+        added to the loss, as scikit-learn's MLP does.
+    cell_id : int, optional
+        Kernel cell code (for 'rnn' it carries the nonlinearity).
+    bptt_steps : int, optional
+        Truncated BPTT window; None for full BPTT.
+    dropout : float
+        Dropout probability between layers and before the head.
+    rng : numpy Generator
+        Needed when ``dropout > 0``.
+
+    Returns
+    -------
+    loss : float
+    grad : (P,) array, dtype of ``flat``
+    """
+    if cell_id is None:
+        cell_id = cell_code(layout.cell)
+    p = layout.views(flat)
+    B = X.shape[0]
+    H = layout.hidden_size
+    pred, cache = _forward(layout, flat, X, cell_id=cell_id, window=bptt_steps, keep=True,
+                           dropout=dropout, rng=rng)
+    value, dpred = loss_value_and_grad(loss, pred, y)
+    dpred = dpred.astype(X.dtype, copy=False)
+    grad = np.zeros_like(flat)
+    g = layout.views(grad)
+    g["head.weight"][...] = dpred.T @ cache.top_last
+    g["head.bias"][...] = dpred.sum(axis=0)
+    dlast = dpred @ p["head.weight"]
+    if cache.masks[-1] is not None:
+        dlast *= cache.masks[-1]
+    K = cache.layers[0].gates.shape[0]
+    dh = np.zeros((K, B, H), dtype=X.dtype)
+    dh[-1] = dlast
+    for k in range(layout.num_layers - 1, -1, -1):
+        dx, dw_ih, dw_hh, db_ih, db_hh, _, _ = cpu.layer_backward(
+            cell_id, cache.layers[k], dh, p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"],
+            n_chunks=_n_chunks(B),
+        )
+        g[f"weight_ih_l{k}"][...] = dw_ih
+        g[f"weight_hh_l{k}"][...] = dw_hh
+        g[f"bias_ih_l{k}"][...] = db_ih
+        g[f"bias_hh_l{k}"][...] = db_hh
+        if k > 0:
+            dh = dx
+            mask = cache.masks[k - 1]
+            if mask is not None:
+                dh = dh * mask[-K:]
+    if alpha > 0:
+        mask = layout.weight_mask()
+        value += 0.5 * alpha * float(np.sum(flat[mask].astype(np.float64) ** 2)) / B
+        grad[mask] += (alpha / B) * flat[mask]
+    return value, grad
