@@ -2,4 +2,6 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from tsrnn.estimator import RNNRegressor, TrainingDivergedError  # noqa: E402
+
+__all__ = ["RNNRegressor", "TrainingDivergedError", "__version__"]
