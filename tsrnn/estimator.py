@@ -605,6 +605,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             numba.set_num_threads(n_threads)
             for epoch in range(start_epoch, start_epoch + max_epochs):
                 t_start = time.perf_counter()
+                self._last_draw = -1.0
                 order = (random_state.permutation(n_train) if self.shuffle
                          else np.arange(n_train))
                 n_batches = int(math.ceil(n_train / batch_size))
@@ -759,6 +760,10 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         elapsed = time.perf_counter() - t_start
         if elapsed < PROGRESS_AFTER_SECONDS:
             return
+        # redraw at most twice a second, and always at the end of the epoch
+        if done < total and elapsed - getattr(self, "_last_draw", -1.0) < 0.5:
+            return
+        self._last_draw = elapsed
         width = 30
         filled = int(width * done / total)
         bar = "#" * filled + "." * (width - filled)
