@@ -381,7 +381,9 @@ class RNNForecaster(BaseEstimator):
         if self.highway:
             lags = self._highway_features(X)
             ridge = Ridge(alpha=float(self.highway_alpha)).fit(lags, y)
-            highway = (ridge.coef_.T.copy(), np.atleast_1d(ridge.intercept_).copy())
+            n_steps = y.shape[1]
+            highway = (np.asarray(ridge.coef_).reshape(n_steps, -1).T.copy(),
+                       np.asarray(ridge.intercept_, dtype=float).reshape(n_steps).copy())
             y = y - (lags @ highway[0] + highway[1])
         regressor.fit(X, y)
         residuals = weights = None
