@@ -8,38 +8,62 @@ Letters: B batch, T time steps, F input features, H hidden units, G gates
 
 Layout
 ------
-Inside the kernels every sequence is **time-major**, ``(T, B, ...)``, so that the
-rows of one time step are contiguous (one matrix product per step, no strided
-copies). Weights have PyTorch's layout: ``w_ih (G*H, F)``, ``w_hh (G*H, H)``,
-``b_ih, b_hh (G*H,)``.
+Sequences are **time-major**, ``(T, B, ...)``. Weights have PyTorch's layout:
+``w_ih (G*H, F)``, ``w_hh (G*H, H)``, ``b_ih, b_hh (G*H,)``. Hidden states live in one
+``(T + 1, B, H)`` buffer whose block 0 is ``h0``, so the previous hidden states of any
+run of steps are one contiguous block. Gates are **gate-major**, ``(G, K, B, H)``: the
+values of one gate for the rows of a batch chunk at one step are contiguous, so the
+cell update of a step is one long vectorised loop (per-row loops of H elements spent
+more time on loop overhead than on arithmetic at H = 32). The kernels take flat views.
 
-Strategy
---------
-A layer splits into two kinds of work:
+Strategy (measured on 2-core AMD EPYC, AVX-512; ``benchmarks/bench_training.py``)
+-------------------------------------------------------------------------------
+One ``@njit(parallel=True)`` call per layer and direction; Numba's thread pool is the
+only owner of the cores. NumPy's threaded BLAS is not used: its workers keep spinning
+after a product and halved the speed of the parallel regions that followed.
 
-* input-side products that do not depend on the recurrence — the input projection
-  ``x @ w_ih.T`` for a whole block of time steps, and after BPTT the weight
-  gradients ``dZ.T @ x``, ``dZ.T @ h_prev`` and the input gradient ``dZ @ w_ih`` —
-  are done as a few large matrix products by NumPy's BLAS, outside any Numba
-  parallel region, so BLAS owns the cores there;
-* the recurrence itself (``h_prev @ w_hh.T``, the gate nonlinearities, the cell
-  update, and in backward ``dZ @ w_hh``) runs in ``@njit(parallel=True)`` loops,
-  parallel over fixed chunks of batch rows, sequential in time. Small H uses
-  fused hand-written loops; large H calls BLAS per step (``use_blas``) on the
-  chunk's rows. Samples never interact in the recurrence, so results do not
-  depend on the chunking: runs are bit-identical.
+* Products go through BLAS (SciPy's OpenBLAS, one thread, called from inside the
+  parallel loops through :func:`_blas_gemm`, which adds accumulation and strided
+  operands to what ``np.dot`` offers). Its small-matrix kernels run at 80-100 GFLOP/s
+  per core even for 32x32x32 per-gate products; hand-written fused loops (kept for
+  ``use_blas=False``) reached 20-35 GFLOP/s, at every H from 2 up.
+* Forward, per block of steps sized to stay in cache (``INPUT_BLOCK_BYTES``): the input
+  side ``x @ w_ih.T + b`` as large products, then the recurrence, parallel over fixed
+  chunks of batch rows and sequential in time: per step and chunk, one product
+  ``h_prev @ w_hh.T`` per gate accumulated onto the input side, then one vectorised pass
+  for the nonlinearities and the cell update.
+* Backward: the same chunks run BPTT backwards in time (one product ``dZ @ w_hh`` per
+  gate and step). Then, parallel over fixed (gate, block of units) items, the weight
+  gradients as one small product per step accumulated in step order (2-8x faster than
+  one product over all K*B rows, which spends its time packing), and the input
+  gradient over fixed blocks of steps.
+* float32 uses vectorisable exp/sigmoid/tanh (~1-2 ulp): ``math.exp``/``math.tanh`` are
+  scalar library calls that stop the loops from vectorising (~10x slower here).
+  float64 keeps ``math.exp``/``math.tanh``. Their polynomials use explicit fused
+  multiply-adds (:func:`_fma`, 27% faster LSTM cell updates); no fastmath flags.
 
-Truncated BPTT keeps gate caches only for the last K steps: the forward runs
-over blocks of K steps (the first block may be shorter), reusing one ``(K, B, G*H)``
-buffer, and backward covers the last K steps. The loss of a sequence regressor sits
-on the last step, so this is exactly truncated BPTT with memory that grows with K.
+Determinism: samples never interact in the recurrence, and every reduction is split by
+the shapes only, so results are bit-identical across runs and do not depend on the
+number of chunks or threads. (OpenBLAS computes a row of a product the same way whatever
+the number of rows, except single-row products, which go through GEMV: chunks therefore
+have at least two rows.)
+
+Truncated BPTT: the forward runs in blocks of K steps ending at T and keeps the gates of
+the last block only, so memory grows with K; the backward covers those K steps. The
+loss of a sequence regressor sits on the last step, so this is exactly truncated BPTT.
 """
 
+import contextlib
+import functools
 import math
+import os
+import threading
 
-import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir as llvm_ir  # Numba's code generator, for the BLAS intrinsic
+from numba import njit, prange, set_parallel_chunksize, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 RNN_TANH = 0
 RNN_RELU = 1
@@ -48,8 +72,18 @@ GRU = 3
 
 CELL_CODES = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "lstm": LSTM, "gru": GRU}
 
-#: Hidden sizes at or above this use BLAS for the per-step recurrent product.
-BLAS_MIN_HIDDEN = 128
+#: Hidden sizes at or above this use BLAS for the per-step recurrent products (BLAS won
+#: at every size measured, H = 2..256; the fused loops remain for ``use_blas=False``).
+BLAS_MIN_HIDDEN = 1
+#: The input side of the gates (``x @ w_ih.T + b``) is computed for as many steps at
+#: once as fit in this many bytes (about the L2 caches of two cores), then used by the
+#: recurrence while still in cache; inference keeps only that many steps of gates
+#: (1.8x faster than whole sequences for LSTM H=256, B=256; 4 MB was 2x slower for
+#: GRU H=64, B=128).
+INPUT_BLOCK_BYTES = 2 ** 21
+#: Blocks of time steps for the input-gradient products (fixed by the shapes, never
+#: by the thread count).
+N_STEP_BLOCKS = 4
 
 
 def gate_count(cell: int) -> int:
@@ -61,297 +95,777 @@ def gate_count(cell: int) -> int:
     return 1
 
 
+def _even_bounds(total: int, parts: int) -> np.ndarray:
+    """``parts + 1`` boundaries splitting ``range(total)`` into near-equal blocks."""
+    bounds = np.empty(parts + 1, dtype=np.int64)
+    for i in range(parts + 1):
+        bounds[i] = (i * total + parts // 2) // parts
+    return bounds
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_bounds(kind: str, a: int, b: int) -> np.ndarray:
+    if kind == "chunks":  # a = batch size, b = requested chunks
+        return _even_bounds(a, max(1, min(b, a // 2)))
+    if kind == "steps":  # a = steps
+        return _even_bounds(a, max(1, min(N_STEP_BLOCKS, a)))
+    # units: a = gates, b = hidden units
+    return _even_bounds(b, max(1, min({1: 4, 3: 2}.get(a, 1), b)))
+
+
 def chunk_bounds(batch_size: int, n_chunks: int) -> np.ndarray:
-    """Split ``batch_size`` rows into ``n_chunks`` near-equal contiguous chunks.
+    """Split ``batch_size`` rows into near-equal contiguous chunks of at least two rows.
 
-    Returns an int64 array of ``n_chunks + 1`` boundaries.
+    Returns an int64 array of ``n + 1`` boundaries, ``n <= n_chunks``. (A one-row BLAS
+    product takes another code path than a multi-row one and rounds differently.)
+    Cached: do not modify the result.
     """
-    n_chunks = max(1, min(n_chunks, batch_size))
-    return np.linspace(0, batch_size, n_chunks + 1).round().astype(np.int64)
+    return _cached_bounds("chunks", int(batch_size), int(n_chunks))
+
+
+def window_starts(n_steps: int, window: int) -> np.ndarray:
+    """First step of each block of ``window`` steps ending at ``n_steps``, then n_steps.
+
+    The first block holds the remainder: for T = 7, K = 3 -> [0, 1, 4, 7].
+    """
+    starts = list(range(n_steps - window, -1, -window))[::-1]
+    if starts[0] != 0:
+        starts.insert(0, 0)
+    return np.array(starts + [n_steps], dtype=np.int64)
+
+
+def step_blocks(n_steps: int) -> np.ndarray:
+    """Boundaries of the fixed blocks of time steps for the input gradient."""
+    return _cached_bounds("steps", int(n_steps), 0)
+
+
+def unit_blocks(n_gates: int, hidden: int) -> np.ndarray:
+    """Boundaries of the fixed blocks of hidden units for the weight gradients.
+
+    Work items are (gate, block) pairs: 4 for LSTM and RNN, 6 for GRU, so that two
+    (or three, four) threads get even shares; fixed by the shapes only.
+    """
+    return _cached_bounds("units", int(n_gates), int(hidden))
 
 
 # ----------------------------------------------------------------------------
-# scalar nonlinearities (type-preserving: float32 in, float32 out)
+# BLAS threads
+# ----------------------------------------------------------------------------
+
+_BLAS = {"controllers": None, "users": 0, "saved": []}
+_BLAS_LOCK = threading.Lock()
+
+
+def _scipy_blas_controllers():
+    """threadpoolctl controllers of SciPy's BLAS (what the kernels call).
+
+    Wheels ship SciPy's OpenBLAS apart from NumPy's (``scipy.libs`` vs ``numpy.libs``);
+    when they cannot be told apart (one shared BLAS, e.g. conda), all BLAS libraries.
+    """
+    if _BLAS["controllers"] is None:
+        controllers = []
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS)
+            from threadpoolctl import ThreadpoolController
+
+            blas = [lib for lib in ThreadpoolController().lib_controllers
+                    if lib.user_api == "blas"]
+            scipy_own = [lib for lib in blas
+                         if "scipy" in os.path.basename(os.path.dirname(lib.filepath))]
+            controllers = scipy_own or blas
+        except ImportError:  # no threadpoolctl: nothing to limit
+            pass
+        _BLAS["controllers"] = controllers
+    return _BLAS["controllers"]
+
+
+@contextlib.contextmanager
+def kernel_context():
+    """Settings for the parallel kernels, restored on exit (re-entrant, thread-safe).
+
+    * BLAS limited to one thread while any caller is inside: the kernels call SciPy's
+      OpenBLAS from inside ``prange`` loops; with its own threads enabled, concurrent
+      calls serialise on its thread server (5-6x slower steps).
+    * Dynamic scheduling of ``prange`` iterations one at a time
+      (``numba.set_parallel_chunksize(1)``, per thread): on a shared machine a
+      descheduled thread then does not hold up the others. Results do not depend on it.
+
+    Wrap a whole training step in it to pay the switch once (``network`` does).
+    """
+    controllers = _scipy_blas_controllers()
+    with _BLAS_LOCK:
+        if _BLAS["users"] == 0:
+            saved = []
+            for lib in controllers:
+                n = lib.num_threads
+                if n != 1:
+                    lib.set_num_threads(1)
+                    saved.append((lib, n))
+            _BLAS["saved"] = saved
+        _BLAS["users"] += 1
+    old_chunksize = set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        set_parallel_chunksize(old_chunksize)
+        with _BLAS_LOCK:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                for lib, n in _BLAS["saved"]:
+                    lib.set_num_threads(n)
+                _BLAS["saved"] = []
+
+
+# ----------------------------------------------------------------------------
+# scalar nonlinearities: exact in float64, vectorisable ~1-2 ulp in float32
 # ----------------------------------------------------------------------------
 
 
-@njit(inline="always", cache=True)
 def _sigmoid(v):
-    # two branches so that exp never overflows
-    if v >= 0:
-        return 1.0 / (1.0 + math.exp(-v))
-    e = math.exp(v)
-    return e / (1.0 + e)
+    """Logistic function of a scalar (typed by the overload below)."""
+    raise NotImplementedError
 
 
-@njit(inline="always", cache=True)
 def _tanh(v):
-    return math.tanh(v)
+    """Hyperbolic tangent of a scalar (typed by the overload below)."""
+    raise NotImplementedError
+
+
+def _is_float32(v):
+    return isinstance(v, types.Float) and v.bitwidth == 32
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c with a single rounding (``llvm.fma``; vectorises to vfmadd).
+
+    Written out where wanted rather than allowed by ``fastmath={"contract"}``: with the
+    flag, whether a multiply-add was fused differed between the vectorised loop body
+    and its scalar remainder in cached code, so a row's result depended on its position
+    in a chunk (and so on the number of chunks). An explicit FMA rounds the same in both.
+    """
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+    sig = a(a, b, c)
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        name = "llvm.fma.f32" if signature.return_type == types.float32 else "llvm.fma.f64"
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            llvm_ir.FunctionType(ty, [ty, ty, ty]), name)
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@njit(cache=True)
+def _exp_f32(x):
+    """exp of a float32 without library calls (vectorises); max error < 1 ulp.
+
+    Cody-Waite reduction x = n ln2 + r, a degree-6 polynomial for e^r (Cephes expf),
+    2^n from the exponent bits; multiply-adds fused (:func:`_fma`). Inputs are clamped
+    to [-87, 88]; NaN stays NaN.
+    """
+    if x < np.float32(-87.0):
+        x = np.float32(-87.0)
+    if x > np.float32(88.0):
+        x = np.float32(88.0)
+    n = _fma(x, np.float32(1.44269504088896341), np.float32(12582912.0)) - np.float32(12582912.0)
+    r = _fma(-n, np.float32(0.693359375), x)
+    r = _fma(-n, np.float32(-2.12194440e-4), r)
+    p = np.float32(1.9875691500e-4)
+    p = _fma(p, r, np.float32(1.3981999507e-3))
+    p = _fma(p, r, np.float32(8.3334519073e-3))
+    p = _fma(p, r, np.float32(4.1665795894e-2))
+    p = _fma(p, r, np.float32(1.6666665459e-1))
+    p = _fma(p, r, np.float32(5.0000001201e-1))
+    p = _fma(p, r * r, r) + np.float32(1.0)
+    bits = np.int32((np.int32(n) + np.int32(127)) << np.int32(23))
+    return p * bits.view(np.float32)
+
+
+@overload(_sigmoid)
+def _sigmoid_impl(v):
+    if _is_float32(v):
+        def sigmoid_f32(v):
+            # 1 / (1 + e^-v): max error ~2.5 ulp (outputs below 1.2e-38 flush to ~6e-39)
+            return np.float32(1.0) / (np.float32(1.0) + _exp_f32(-v))
+        return sigmoid_f32
+
+    def sigmoid_exact(v):
+        # two branches so that exp never overflows
+        if v >= 0:
+            return 1.0 / (1.0 + math.exp(-v))
+        e = math.exp(v)
+        return e / (1.0 + e)
+    return sigmoid_exact
+
+
+@overload(_tanh)
+def _tanh_impl(v):
+    if _is_float32(v):
+        def tanh_f32(v):
+            # |v| < 0.625: odd polynomial (Cephes tanhf); else 1 - 2 / (e^{2|v|} + 1)
+            # with the sign of v. Both are computed (no branch): max error ~1.3 ulp.
+            a = abs(v)
+            big = np.float32(1.0) - np.float32(2.0) / (_exp_f32(a + a) + np.float32(1.0))
+            if v < np.float32(0.0):
+                big = -big
+            z = v * v
+            p = np.float32(-5.70498872745e-3)
+            p = _fma(p, z, np.float32(2.06390887954e-2))
+            p = _fma(p, z, np.float32(-5.37397155531e-2))
+            p = _fma(p, z, np.float32(1.33314422036e-1))
+            p = _fma(p, z, np.float32(-3.33332819422e-1))
+            small = _fma(p * z, v, v)
+            return small if a < np.float32(0.625) else big
+        return tanh_f32
+
+    def tanh_exact(v):
+        return math.tanh(v)
+    return tanh_exact
 
 
 # ----------------------------------------------------------------------------
-# recurrent forward
+# matrix products on flat arrays (row-major, with offsets and leading dimensions)
 # ----------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
-def _hidden_product(h_prev, w_hhT, b_hh, out, b0, b1, use_blas):
-    """out[b0:b1] = h_prev[b0:b1] @ w_hhT + b_hh."""
-    GH = out.shape[1]
-    H = h_prev.shape[1]
-    if use_blas:
-        np.dot(h_prev[b0:b1], w_hhT, out[b0:b1])
-        for b in range(b0, b1):
-            for j in range(GH):
-                out[b, j] += b_hh[j]
+@intrinsic
+def _blas_gemm(typingctx, ta, tb, m, n, k, alpha, a, oa, lda, b, ob, ldb, beta, c, oc, ldc):
+    """C = alpha * op(A) @ op(B) + beta * C through BLAS, row-major.
+
+    ``C`` is ``m x n`` at ``c[oc:]`` with leading dimension ``ldc``; ``A`` is ``m x k``
+    (``ta == 0``) or stored ``k x m`` and transposed (``ta != 0``), at ``a[oa:]`` with
+    leading dimension ``lda``; likewise ``B`` (``k x n`` or stored ``n x k``). Arrays are
+    C-contiguous, one float dtype. Calls Numba's own ``numba_xxgemm`` helper (SciPy's
+    BLAS, as ``np.dot`` does), which also gives ``beta`` (accumulation) and strided
+    sub-matrices without copies.
+    """
+    if not all(isinstance(t, types.Array) for t in (a, b, c)):
+        return None
+    dt = a.dtype
+    if dt not in (types.float32, types.float64) or b.dtype != dt or c.dtype != dt:
+        return None
+    sig = types.int32(ta, tb, m, n, k, alpha, a, oa, lda, b, ob, ldb, beta, c, oc, ldc)
+
+    def codegen(context, builder, signature, args):
+        (ta_, tb_, m_, n_, k_, alpha_, a_, oa_, lda_, b_, ob_, ldb_, beta_, c_, oc_,
+         ldc_) = args
+        aty = signature.args
+        char = llvm_ir.IntType(8)
+        intp = context.get_value_type(types.intp)
+        voidp = cgutils.voidptr_t
+        fnty = llvm_ir.FunctionType(llvm_ir.IntType(32),
+                                    [char, char, char, intp, intp, intp, voidp, voidp, intp,
+                                     voidp, intp, voidp, voidp, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+
+        def as_intp(val, ty):
+            return context.cast(builder, val, ty, types.intp)
+
+        def ptr(val, ty, off, offty):
+            ary = context.make_array(ty)(context, builder, val)
+            return builder.bitcast(builder.gep(ary.data, [as_intp(off, offty)]), voidp)
+
+        alpha_slot = cgutils.alloca_once_value(builder, context.cast(builder, alpha_, aty[5], dt))
+        beta_slot = cgutils.alloca_once_value(builder, context.cast(builder, beta_, aty[12], dt))
+        kind = llvm_ir.Constant(char, ord("s" if dt == types.float32 else "d"))
+        no = llvm_ir.Constant(char, ord("n"))
+        yes = llvm_ir.Constant(char, ord("t"))
+        # row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T
+        trans_b = builder.select(
+            builder.icmp_signed("!=", tb_, context.get_constant(aty[1], 0)), yes, no)
+        trans_a = builder.select(
+            builder.icmp_signed("!=", ta_, context.get_constant(aty[0], 0)), yes, no)
+        call_args = (kind, trans_b, trans_a,
+                     as_intp(n_, aty[3]), as_intp(m_, aty[2]), as_intp(k_, aty[4]),
+                     builder.bitcast(alpha_slot, voidp),
+                     ptr(b_, aty[9], ob_, aty[10]), as_intp(ldb_, aty[11]),
+                     ptr(a_, aty[6], oa_, aty[7]), as_intp(lda_, aty[8]),
+                     builder.bitcast(beta_slot, voidp),
+                     ptr(c_, aty[13], oc_, aty[14]), as_intp(ldc_, aty[15]))
+        return builder.call(fn, call_args)
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy")
+def _loop_gemm(a, w, row_off, col_off, c, accumulate):
+    """c[i, j] (+)= sum_p a[i, p] * w[row_off + p, col_off + j], fused loops (2-D views).
+
+    For tiny sizes and ``use_blas=False``; vectorised over j.
+    """
+    m, n = c.shape
+    k = a.shape[1]
+    for i in range(m):
+        p0 = 0
+        if not accumulate:
+            ai = a[i, 0]
+            for j in range(n):
+                c[i, j] = ai * w[row_off, col_off + j]
+            p0 = 1
+        for p in range(p0, k):
+            aip = a[i, p]
+            for j in range(n):
+                c[i, j] += aip * w[row_off + p, col_off + j]
+
+
+# ----------------------------------------------------------------------------
+# cell updates of one time step over n = rows * H contiguous elements per gate
+# (gate-major layout: one long vectorised loop, no per-row overhead)
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_forward_flat(zi, zf, zg, zo, c_prev, c_new, h_new, n):
+    """Pre-activations (zi, zf, zg, zo) in, activated gates out."""
+    for e in range(n):
+        gi = _sigmoid(zi[e])
+        gf = _sigmoid(zf[e])
+        gg = _tanh(zg[e])
+        go = _sigmoid(zo[e])
+        cc = gf * c_prev[e] + gi * gg
+        c_new[e] = cc
+        zi[e] = gi
+        zf[e] = gf
+        zg[e] = gg
+        zo[e] = go
+        h_new[e] = go * _tanh(cc)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_forward_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
+    """Pre-activations (r, z complete; n input side) in, gates out; hn = W_hn h + b_hn."""
+    for e in range(n):
+        gr = _sigmoid(zr[e])
+        gz = _sigmoid(zz[e])
+        gn = _tanh(zn[e] + gr * hn[e])
+        zr[e] = gr
+        zz[e] = gz
+        zn[e] = gn
+        h_new[e] = (one - gz) * gn + gz * h_prev[e]
+
+
+@njit(cache=True, error_model="numpy")
+def _rnn_forward_flat(z, h_new, n, relu):
+    if relu:
+        for e in range(n):
+            v = z[e]
+            if v < 0:
+                v = v - v
+            z[e] = v
+            h_new[e] = v
     else:
-        for b in range(b0, b1):
-            for j in range(GH):
-                out[b, j] = b_hh[j]
-            for k in range(H):
-                hk = h_prev[b, k]
-                for j in range(GH):
-                    out[b, j] += hk * w_hhT[k, j]
+        for e in range(n):
+            v = _tanh(z[e])
+            z[e] = v
+            h_new[e] = v
+
+
+@njit(cache=True, error_model="numpy")
+def _lstm_backward_flat(zi, zf, zg, zo, dh_out, dh_rec, dc, c, c_prev, n, one):
+    """Activated gates in, pre-activation gradients out; dc: in/out."""
+    for e in range(n):
+        dh = dh_out[e] + dh_rec[e]
+        gi = zi[e]
+        gf = zf[e]
+        gg = zg[e]
+        go = zo[e]
+        tc = _tanh(c[e])
+        dcc = dc[e] + dh * go * (one - tc * tc)
+        zi[e] = dcc * gg * gi * (one - gi)
+        zf[e] = dcc * c_prev[e] * gf * (one - gf)
+        zg[e] = dcc * gi * (one - gg * gg)
+        zo[e] = dh * tc * go * (one - go)
+        dc[e] = dcc * gf
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_backward_flat(zr, zz, zn, zhn, hn, h_prev, dh_out, dh_rec, dh_dir, n, one):
+    """Gates in, input-side dZ out; zhn: recurrent-side dZ of the n gate (dn_pre * r);
+    dh_dir: direct gradient h_prev <- h through the update gate, in/out."""
+    for e in range(n):
+        dh = dh_out[e] + dh_rec[e] + dh_dir[e]
+        gr = zr[e]
+        gz = zz[e]
+        gn = zn[e]
+        dn_pre = dh * (one - gz) * (one - gn * gn)
+        zr[e] = dn_pre * hn[e] * gr * (one - gr)
+        zz[e] = dh * (h_prev[e] - gn) * gz * (one - gz)
+        zn[e] = dn_pre
+        zhn[e] = dn_pre * gr
+        dh_dir[e] = dh * gz
+
+
+@njit(cache=True, error_model="numpy")
+def _rnn_backward_flat(z, dh_out, dh_rec, n, relu, one):
+    if relu:
+        for e in range(n):
+            dh = dh_out[e] + dh_rec[e]
+            if z[e] > 0:
+                z[e] = dh
+            else:
+                z[e] = dh - dh
+    else:
+        for e in range(n):
+            dh = dh_out[e] + dh_rec[e]
+            v = z[e]
+            z[e] = dh * (one - v * v)
+
+
+# ----------------------------------------------------------------------------
+# layer kernels
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT, bias, b_hn,
+                        gates, extra, ones, one):
+    """Input side ``x @ w_ih.T + bias`` of one (gate, quarter of rows) item of steps
+    p0..p1 of the block starting at step ta."""
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    BH = B * H
+    n_rows = (p1 - p0) * B
+    g = item // n_sub
+    q = item % n_sub
+    r0 = (q * n_rows + n_sub // 2) // n_sub
+    r1 = ((q + 1) * n_rows + n_sub // 2) // n_sub
+    zero = one - one
+    if g < G:
+        og = g * S * BH + p0 * BH + r0 * H
+        _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, bias, g * H, H, zero, gates, og, H)
+        _blas_gemm(0, 0, r1 - r0, H, F, one, x, ((ta + p0) * B + r0) * F, F,
+                   w_ihT.reshape(-1), g * F * H, H, one, gates, og, H)
+    else:  # GRU: W_hn h + b_hn starts from b_hn
+        _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, b_hn, 0, H, zero, extra,
+                   p0 * BH + r0 * H, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_chunk(cell, b0, b1, blk, starts, p0, p1, B, H, S, h_buf, c_buf, w_hhT, gates,
+                   extra, blas_h, one):
+    """Recurrence of steps p0..p1 of block ``blk`` for the batch rows b0..b1."""
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    relu = cell == RNN_RELU
+    is_gru = cell == GRU
+    BH = B * H
+    gs = S * BH
+    wh = w_hhT.reshape(-1)
+    ta = starts[blk]
+    rows = b1 - b0
+    n = rows * H
+    if cell == LSTM and blk > 0 and p0 == 0:  # carry the cell state over
+        src = (starts[blk] - starts[blk - 1]) * BH + b0 * H
+        for e in range(n):
+            c_buf[b0 * H + e] = c_buf[src + e]
+    for s in range(p0, p1):
+        t = ta + s
+        oz = s * BH + b0 * H
+        ohp = t * BH + b0 * H
+        oxh = ohp + BH
+        for g in range(G):
+            if is_gru and g == 2:
+                tgt = extra
+                otgt = oz
+            else:
+                tgt = gates
+                otgt = oz + g * gs
+            if blas_h:
+                _blas_gemm(0, 0, rows, H, H, one, h_buf, ohp, H, wh, g * H * H, H, one, tgt,
+                           otgt, H)
+            else:
+                _loop_gemm(h_buf[ohp:ohp + n].reshape((rows, H)), w_hhT, g * H, 0,
+                           tgt[otgt:otgt + n].reshape((rows, H)), True)
+        h_new = h_buf[oxh:oxh + n]
+        if cell == LSTM:
+            _lstm_forward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
+                               gates[oz + 2 * gs:oz + 2 * gs + n],
+                               gates[oz + 3 * gs:oz + 3 * gs + n], c_buf[oz:oz + n],
+                               c_buf[oz + BH:oz + BH + n], h_new, n)
+        elif is_gru:
+            _gru_forward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
+                              gates[oz + 2 * gs:oz + 2 * gs + n], extra[oz:oz + n],
+                              h_buf[ohp:ohp + n], h_new, n, one)
+        else:
+            _rnn_forward_flat(gates[oz:oz + n], h_new, n, relu)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _recurrent_forward(cell, proj, t0, h0, h_out, c_state, w_hhT, b_hh, extra, hh,
-                       chunks, use_blas):
-    """Run the recurrence over the S steps ``t0 .. t0 + S - 1`` of one block.
+def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, b_hn, gates,
+                   extra, ones, starts, chunks, blas_h, one):
+    """Forward of one layer over all T steps, in blocks of at most S steps.
+
+    All arrays flat (C order); shapes in brackets.
 
     Parameters
     ----------
     cell : int
-        Cell code (``RNN_TANH``, ``RNN_RELU``, ``LSTM``, ``GRU``).
-    proj : (S, B, G*H) array, C-contiguous
-        Input projection ``x @ w_ih.T + b_ih`` of the block; overwritten with the
-        activated gates (rnn: h; lstm: i, f, g, o; gru: r, z, n), kept for BPTT.
-    t0 : int
-        Absolute time index of the block's first step.
-    h0 : (B, H) array
-        Hidden state before step 0 (used when ``t0 == 0``).
-    h_out : (T, B, H) array
-        Hidden outputs; rows ``t0 .. t0 + S - 1`` are written.
-    c_state : (B, H) array
-        LSTM cell state, read as the state before the block and updated in place.
-    w_hhT : (H, G*H) array
-        Transposed recurrent weights.
-    b_hh : (G*H,) array
-    extra : (S, B, H) array
-        Written: lstm cell states c_t; gru ``w_hn @ h + b_hn``. Unused for rnn.
-    hh : (B, G*H) array
-        Workspace for ``h_prev @ w_hh.T + b_hh``.
+        Cell code.
+    T, B, F, H, S : int
+        Steps, batch rows, input features, hidden units, steps per block (the last
+        block is the cached window).
+    P : int
+        Steps whose input side is computed at once (sized to stay in cache).
+    x : [T, B, F]
+        Time-major inputs.
+    h_buf : [T + 1, B, H]
+        Block 0 holds h0 on entry; blocks 1..T are written with the hidden outputs.
+    c_buf : [S + 1, B, H]
+        LSTM: block 0 holds c0 on entry; on exit, the cell state before the last
+        block (block 0) and the cell states of its steps. Unused otherwise.
+    w_ihT : (G*F, H); w_hhT : (G*H, H) 2-D arrays
+        Weights transposed gate by gate: ``w_ihT[g*F + p, j] = w_ih[g*H + j, p]``
+        (BLAS multiplies non-transposed operands fastest at small sizes).
+    bias : [G*H]
+        ``b_ih + b_hh`` (GRU n block: ``b_in`` only). b_hn : [H] GRU ``b_hn``.
+    gates : [G, S, B, H]
+        Gate-major; written with the activated gates of the last block's steps.
+    extra : [S, B, H]
+        GRU: written with ``W_hn h_prev + b_hn`` of the last block's steps.
+    ones : [S*B]
+        Ones (bias broadcast as a rank-1 product).
+    starts : int64 array
+        First step of every block, then T.
+    chunks : int64 array
+        Chunk boundaries over the batch (each chunk >= 2 rows when B >= 2).
+    blas_h : bool
+        BLAS for the recurrent product (else fused loops).
+    one : scalar of the arrays' dtype
+        1, typed (a bare literal would promote float32 to float64).
+
+    Per P steps: first their input side ``x @ w_ih.T + bias`` as large products
+    (parallel over fixed (gate, rows) items), then the recurrence (parallel over
+    batch chunks, sequential in time): per step and chunk, one BLAS product
+    ``h_prev @ w_hh.T`` per gate accumulated onto it, then one vectorised pass for
+    the nonlinearities over the chunk's rows * H contiguous elements. The loop bodies
+    are separate functions: the parallel function stays small (fast to compile).
+    """
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    n_blocks = starts.shape[0] - 1
+    n_chunks = chunks.shape[0] - 1
+    for blk in range(n_blocks):
+        ta = starts[blk]
+        n_steps = starts[blk + 1] - ta
+        for p0 in range(0, n_steps, P):
+            p1 = min(p0 + P, n_steps)
+            n_sub = min(N_STEP_BLOCKS, max(1, (p1 - p0) * B // 8))
+            n_items = (G + 1) * n_sub if cell == GRU else G * n_sub
+            for item in prange(n_items):
+                _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT,
+                                    bias, b_hn, gates, extra, ones, one)
+            for c in prange(n_chunks):
+                _forward_chunk(cell, chunks[c], chunks[c + 1], blk, starts, p0, p1, B, H, S,
+                               h_buf, c_buf, w_hhT, gates, extra, blas_h, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_chunk(cell, b0, b1, T, B, H, K, gates, dzh_n, extra, h_buf, c_buf, dh_out,
+                    w_hh, dh_rec, dh_dir, dc, blas_h, one):
+    """BPTT over the K window steps for the batch rows b0..b1."""
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    t0 = T - K
+    gs = K * B * H
+    relu = cell == RNN_RELU
+    is_gru = cell == GRU
+    w_hh2 = w_hh.reshape((G * H, H))
+    rows = b1 - b0
+    n = rows * H
+    odr = b0 * H
+    for s in range(K - 1, -1, -1):
+        oz = (s * B + b0) * H
+        d_out = dh_out[oz:oz + n]
+        d_rec = dh_rec[odr:odr + n]
+        if cell == LSTM:
+            _lstm_backward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
+                                gates[oz + 2 * gs:oz + 2 * gs + n],
+                                gates[oz + 3 * gs:oz + 3 * gs + n], d_out, d_rec,
+                                dc[odr:odr + n], c_buf[oz + B * H:oz + B * H + n],
+                                c_buf[oz:oz + n], n, one)
+        elif is_gru:
+            ohp = ((t0 + s) * B + b0) * H
+            _gru_backward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
+                               gates[oz + 2 * gs:oz + 2 * gs + n], dzh_n[oz:oz + n],
+                               extra[oz:oz + n], h_buf[ohp:ohp + n], d_out, d_rec,
+                               dh_dir[odr:odr + n], n, one)
+        else:
+            _rnn_backward_flat(gates[oz:oz + n], d_out, d_rec, n, relu, one)
+        # dh_rec = sum over gates of dZh_g @ W_hh_g
+        for g in range(G):
+            if is_gru and g == 2:
+                src = dzh_n
+                osrc = oz
+            else:
+                src = gates
+                osrc = oz + g * gs
+            if blas_h:
+                _blas_gemm(0, 0, rows, H, H, one, src, osrc, H, w_hh, g * H * H, H,
+                           one if g > 0 else one - one, dh_rec, odr, H)
+            else:
+                _loop_gemm(src[osrc:osrc + n].reshape((rows, H)), w_hh2, g * H, 0,
+                           dh_rec[odr:odr + n].reshape((rows, H)), g > 0)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_item(cell, item, n_units, T, B, F, H, K, gates, dzh_n, h_buf, x, w_ih,
+                   step_bounds, unit_bounds, dx, dw_ih, dw_hh, db_ih, db_hh, ones, one):
+    """Weight gradients of one (gate, block of units) item, or the input gradient of
+    one block of steps (items past G * n_units)."""
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    t0 = T - K
+    BH = B * H
+    KB = K * B
+    gs = KB * H
+    zero = one - one
+    n_w = G * n_units
+    if item < n_w:
+        g = item // n_units
+        j0 = unit_bounds[item % n_units]
+        j1 = unit_bounds[item % n_units + 1]
+        nj = j1 - j0
+        oz = g * gs + j0
+        if cell == GRU and g == 2:
+            srch = dzh_n
+            ozh = j0
+        else:
+            srch = gates
+            ozh = oz
+        # one small product per step, accumulated in step order: the operands stay in
+        # cache and BLAS's small-matrix kernels apply (2-8x faster here than one
+        # product over K*B rows, which spends its time packing)
+        for s in range(K):
+            beta = one if s > 0 else zero
+            _blas_gemm(1, 0, nj, F, B, one, gates, oz + s * BH, H, x, (t0 + s) * B * F, F,
+                       beta, dw_ih, (g * H + j0) * F, F)
+            _blas_gemm(1, 0, nj, H, B, one, srch, ozh + s * BH, H, h_buf, (t0 + s) * BH, H,
+                       beta, dw_hh, (g * H + j0) * H, H)
+        # bias gradients: column sums, as products with a vector of ones
+        _blas_gemm(1, 0, nj, 1, KB, one, gates, oz, H, ones, 0, 1, zero, db_ih, g * H + j0, 1)
+        _blas_gemm(1, 0, nj, 1, KB, one, srch, ozh, H, ones, 0, 1, zero, db_hh, g * H + j0, 1)
+    else:
+        q = item - n_w
+        r0 = step_bounds[q] * B
+        r1 = step_bounds[q + 1] * B
+        for g in range(G):
+            _blas_gemm(0, 0, r1 - r0, F, H, one, gates, g * gs + r0 * H, H, w_ih, g * H * F,
+                       F, one if g > 0 else zero, dx, r0 * F, F)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _layer_backward(cell, T, B, F, H, K, gates, dzh_n, extra, h_buf, c_buf, x, dh_out, w_ih,
+                    w_hh, dh_rec, dh_dir, dc, chunks, step_bounds, unit_bounds, blas_h,
+                    need_dx, dx, dw_ih, dw_hh, db_ih, db_hh, ones, one):
+    """BPTT of one layer over its last K steps, then the weight and input gradients.
+
+    All arrays flat (C order); shapes in brackets.
+
+    Parameters
+    ----------
+    cell : int
+    T, B, F, H, K : int
+        Steps, batch rows, input features, hidden units, window steps (K >= 1).
+    gates : [G, K, B, H]
+        Activated gates from the forward; overwritten with the pre-activation
+        gradients dZ (input side).
+    dzh_n : [K, B, H]
+        GRU: written with the recurrent-side dZ of the n gate (``dn_pre * r``).
+    extra : [K, B, H]
+        GRU: ``W_hn h_prev + b_hn`` from the forward.
+    h_buf : [T + 1, B, H]
+        Hidden states from the forward (block 0 = h0).
+    c_buf : [K + 1, B, H]
+        LSTM cell states from the forward (block 0 = state before the window).
+    x : [T, B, F]
+        The layer's inputs.
+    dh_out : [K, B, H]
+        Gradient of the loss with respect to the outputs of the window's steps.
+    w_ih : [G*H, F]; w_hh : [G*H, H]
+    dh_rec, dh_dir, dc : [B, H]
+        In: zeros. Out: recurrent, direct (GRU) and cell (LSTM) gradients with respect
+        to the state before the window: ``dh_start = dh_rec + dh_dir``, ``dc_start = dc``.
     chunks : int64 array
         Chunk boundaries over the batch.
-    use_blas : bool
-        Per-step BLAS product instead of the fused loop.
+    step_bounds, unit_bounds : int64 arrays
+        Fixed blocks of steps (input gradient) and of hidden units (weight gradients),
+        from the shapes only, never from the thread count.
+    blas_h : bool
+        BLAS for the per-step recurrent product.
+    need_dx : bool
+        Compute ``dx`` [K, B, F] (written).
+    dw_ih, dw_hh, db_ih, db_hh : [G*H, F], [G*H, H], [G*H], [G*H]
+        Written: the parameter gradients.
+    ones : [K*B]
+        Ones (the bias gradients are products with it).
+    one : scalar of the arrays' dtype
+
+    Two parallel loops: BPTT over batch chunks, then the weight gradients over fixed
+    (gate, block of units) items and the input gradient over fixed blocks of steps;
+    every element is then computed in an order fixed by the shapes.
     """
-    S = proj.shape[0]
-    H = h0.shape[1]
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
     n_chunks = chunks.shape[0] - 1
     for c in prange(n_chunks):
-        b0 = chunks[c]
-        b1 = chunks[c + 1]
-        for s in range(S):
-            t = t0 + s
-            if t == 0:
-                h_prev = h0
-            else:
-                h_prev = h_out[t - 1]
-            _hidden_product(h_prev, w_hhT, b_hh, hh, b0, b1, use_blas)
-            z = proj[s]
-            h_new = h_out[t]
-            for b in range(b0, b1):
-                if cell == LSTM:
-                    for j in range(H):
-                        gi = _sigmoid(z[b, j] + hh[b, j])
-                        gf = _sigmoid(z[b, H + j] + hh[b, H + j])
-                        gg = _tanh(z[b, 2 * H + j] + hh[b, 2 * H + j])
-                        go = _sigmoid(z[b, 3 * H + j] + hh[b, 3 * H + j])
-                        cc = gf * c_state[b, j] + gi * gg
-                        c_state[b, j] = cc
-                        extra[s, b, j] = cc
-                        z[b, j] = gi
-                        z[b, H + j] = gf
-                        z[b, 2 * H + j] = gg
-                        z[b, 3 * H + j] = go
-                        h_new[b, j] = go * _tanh(cc)
-                elif cell == GRU:
-                    for j in range(H):
-                        gr = _sigmoid(z[b, j] + hh[b, j])
-                        gz = _sigmoid(z[b, H + j] + hh[b, H + j])
-                        hn = hh[b, 2 * H + j]
-                        gn = _tanh(z[b, 2 * H + j] + gr * hn)
-                        extra[s, b, j] = hn
-                        z[b, j] = gr
-                        z[b, H + j] = gz
-                        z[b, 2 * H + j] = gn
-                        h_new[b, j] = (1 - gz) * gn + gz * h_prev[b, j]
-                elif cell == RNN_RELU:
-                    for j in range(H):
-                        v = z[b, j] + hh[b, j]
-                        if v < 0:
-                            v = v - v
-                        z[b, j] = v
-                        h_new[b, j] = v
-                else:
-                    for j in range(H):
-                        v = _tanh(z[b, j] + hh[b, j])
-                        z[b, j] = v
-                        h_new[b, j] = v
+        _backward_chunk(cell, chunks[c], chunks[c + 1], T, B, H, K, gates, dzh_n, extra,
+                        h_buf, c_buf, dh_out, w_hh, dh_rec, dh_dir, dc, blas_h, one)
+    n_units = unit_bounds.shape[0] - 1
+    n_items = G * n_units + (step_bounds.shape[0] - 1 if need_dx else 0)
+    for item in prange(n_items):
+        _backward_item(cell, item, n_units, T, B, F, H, K, gates, dzh_n, h_buf, x, w_ih,
+                       step_bounds, unit_bounds, dx, dw_ih, dw_hh, db_ih, db_hh, ones, one)
 
 
 # ----------------------------------------------------------------------------
-# recurrent backward
-# ----------------------------------------------------------------------------
-
-
-@njit(cache=True, inline="always")
-def _hidden_grad_product(dz, w_hh, out, tmp, b0, b1, use_blas):
-    """out[b0:b1] += dz[b0:b1] @ w_hh (dz: (B, G*H), w_hh: (G*H, H)); tmp: (B, H)."""
-    GH = dz.shape[1]
-    H = out.shape[1]
-    if use_blas:
-        # np.dot cannot accumulate into out, so go through the workspace
-        np.dot(dz[b0:b1], w_hh, tmp[b0:b1])
-        for b in range(b0, b1):
-            for k in range(H):
-                out[b, k] += tmp[b, k]
-    else:
-        for b in range(b0, b1):
-            for j in range(GH):
-                d = dz[b, j]
-                for k in range(H):
-                    out[b, k] += d * w_hh[j, k]
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _recurrent_backward(cell, gates, extra, h_out, h_start, c_start, dh_out, t0,
-                        w_hh, dh_next, dc_next, dzh_n, dzh, tmp, chunks, use_blas):
-    """Backpropagate through the K steps ``t0 .. t0 + K - 1`` (the last K of T).
-
-    Parameters
-    ----------
-    cell : int
-    gates : (K, B, G*H) array
-        Activated gates from the forward; overwritten with the pre-activation
-        gradients dZ (input side) of each step.
-    extra : (K, B, H) array
-        Forward ``extra`` (lstm c_t, gru hn). Read only.
-    h_out : (T, B, H) array
-        Hidden outputs of the forward.
-    h_start, c_start : (B, H) arrays
-        Hidden and cell state before step ``t0``.
-    dh_out : (K, B, H) array
-        Gradient of the loss with respect to the outputs of the window's steps.
-    t0 : int
-        Absolute index of the window's first step (``T - K``).
-    w_hh : (G*H, H) array
-    dh_next, dc_next : (B, H) arrays
-        In: gradient flowing into the last step's state from later steps (zeros
-        for a full sequence). Out: gradient with respect to ``h_start``/``c_start``.
-    dzh_n : (K, B, H) array
-        GRU only: written with the recurrent-side gradient of the n gate
-        (``dn_pre * r``), which differs from its input-side gradient.
-    dzh : (B, G*H) array
-        GRU only: workspace for one step's recurrent-side gradient.
-    tmp : (B, H) array
-        Workspace for the BLAS product.
-    chunks : int64 array
-    use_blas : bool
-    """
-    K = gates.shape[0]
-    H = h_start.shape[1]
-    n_chunks = chunks.shape[0] - 1
-    for c in prange(n_chunks):
-        b0 = chunks[c]
-        b1 = chunks[c + 1]
-        for s in range(K - 1, -1, -1):
-            t = t0 + s
-            if s == 0:
-                h_prev = h_start
-            else:
-                h_prev = h_out[t - 1]
-            z = gates[s]
-            for b in range(b0, b1):
-                if cell == LSTM:
-                    for j in range(H):
-                        dh = dh_out[s, b, j] + dh_next[b, j]
-                        gi = z[b, j]
-                        gf = z[b, H + j]
-                        gg = z[b, 2 * H + j]
-                        go = z[b, 3 * H + j]
-                        cc = extra[s, b, j]
-                        if s == 0:
-                            c_prev = c_start[b, j]
-                        else:
-                            c_prev = extra[s - 1, b, j]
-                        tc = _tanh(cc)
-                        dc = dc_next[b, j] + dh * go * (1 - tc * tc)
-                        z[b, j] = dc * gg * gi * (1 - gi)
-                        z[b, H + j] = dc * c_prev * gf * (1 - gf)
-                        z[b, 2 * H + j] = dc * gi * (1 - gg * gg)
-                        z[b, 3 * H + j] = dh * tc * go * (1 - go)
-                        dc_next[b, j] = dc * gf
-                        dh_next[b, j] = 0
-                elif cell == GRU:
-                    for j in range(H):
-                        dh = dh_out[s, b, j] + dh_next[b, j]
-                        gr = z[b, j]
-                        gz = z[b, H + j]
-                        gn = z[b, 2 * H + j]
-                        dn_pre = dh * (1 - gz) * (1 - gn * gn)
-                        z[b, j] = dn_pre * extra[s, b, j] * gr * (1 - gr)
-                        z[b, H + j] = dh * (h_prev[b, j] - gn) * gz * (1 - gz)
-                        z[b, 2 * H + j] = dn_pre
-                        dzh_n[s, b, j] = dn_pre * gr
-                        dzh[b, j] = z[b, j]
-                        dzh[b, H + j] = z[b, H + j]
-                        dzh[b, 2 * H + j] = dn_pre * gr
-                        # direct path h_prev -> h through the update gate
-                        dh_next[b, j] = dh * gz
-                elif cell == RNN_RELU:
-                    for j in range(H):
-                        dh = dh_out[s, b, j] + dh_next[b, j]
-                        if z[b, j] > 0:
-                            z[b, j] = dh
-                        else:
-                            z[b, j] = dh - dh
-                        dh_next[b, j] = 0
-                else:
-                    for j in range(H):
-                        dh = dh_out[s, b, j] + dh_next[b, j]
-                        hv = z[b, j]
-                        z[b, j] = dh * (1 - hv * hv)
-                        dh_next[b, j] = 0
-            if cell == GRU:
-                # recurrent side differs from the input side in the n block
-                _hidden_grad_product(dzh, w_hh, dh_next, tmp, b0, b1, use_blas)
-            else:
-                _hidden_grad_product(z, w_hh, dh_next, tmp, b0, b1, use_blas)
-
-
-# ----------------------------------------------------------------------------
-# layer-level drivers (plain Python: large products by NumPy, recurrence by Numba)
+# layer-level drivers (plain Python: buffers and dispatch)
 # ----------------------------------------------------------------------------
 
 
 class LayerCache:
-    """What one layer's forward keeps for its backward (time-major arrays)."""
+    """What one layer's forward keeps for its backward (time-major arrays).
 
-    __slots__ = ("x", "h0", "h_out", "gates", "extra", "h_start", "c_start", "c_last",
-                 "t0")
+    ``gates`` (G, K, B, H): activated gates of the window's K steps, gate-major;
+    ``extra`` (K, B, H): LSTM cell states / GRU ``W_hn h + b_hn`` of those steps;
+    ``h_buf`` (T + 1, B, H): h0 and the hidden outputs; ``h_start``/``c_start``: the
+    state before the window; ``t0 = T - K``; ``window = K``.
+    """
 
-    def __init__(self, x, h0, h_out, gates, extra, h_start, c_start, c_last, t0):
+    __slots__ = ("x", "h_buf", "h_out", "gates", "extra", "c_buf", "h_start", "c_start",
+                 "c_last", "t0", "window")
+
+    def __init__(self, x, h_buf, gates, extra, c_buf, c_last, t0):
         self.x = x
-        self.h0 = h0
-        self.h_out = h_out
+        self.h_buf = h_buf
+        self.h_out = h_buf[1:]
         self.gates = gates
         self.extra = extra
-        self.h_start = h_start
-        self.c_start = c_start
+        self.c_buf = c_buf
+        self.h_start = h_buf[t0]
+        self.c_start = c_buf[0] if c_buf is not None else None
         self.c_last = c_last
         self.t0 = t0
+        self.window = gates.shape[1]
+
+    @property
+    def h0(self):
+        return self.h_buf[0]
+
+
+def _use_blas(use_blas, H):
+    """BLAS for the per-step recurrent products?"""
+    return H >= BLAS_MIN_HIDDEN if use_blas is None else bool(use_blas)
+
+
+@functools.lru_cache(maxsize=8)
+def _ones_cached(n, dtype):
+    return np.ones(n, dtype=dtype)
+
+
+def _ones(n, dtype):
+    """A vector of ones (cached; the kernels only read it)."""
+    return _ones_cached(int(n), np.dtype(dtype))
+
+
+def _flat(a):
+    return a.reshape(-1)
 
 
 def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks=1,
@@ -363,7 +877,7 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks
     cell : int
         Cell code.
     x : (T, B, F) C-contiguous array
-        Time-major inputs.
+        Time-major inputs, float32 or float64 (the dtype of everything).
     h0, c0 : (B, H) arrays
         Initial hidden and cell state (``c0`` is ignored except for LSTM).
     w_ih, w_hh, b_ih, b_hh : arrays
@@ -374,55 +888,65 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks
     n_chunks : int
         Number of batch chunks processed in parallel.
     use_blas : bool or None
-        Per-step BLAS products; ``None`` decides from H.
+        Per-step BLAS products; ``None`` decides from the sizes.
     keep : bool
         Keep the cache for a backward pass; ``False`` for inference.
 
     Returns
     -------
     h_out : (T, B, H) array
-        Hidden states of every step.
+        Hidden states of every step (a view of the cache's ``h_buf[1:]``).
     cache : LayerCache or None
     """
-    T, B, _ = x.shape
+    T, B, F = x.shape
     GH, H = w_hh.shape
+    G = GH // H
     dtype = x.dtype
-    if use_blas is None:
-        use_blas = H >= BLAS_MIN_HIDDEN
-    K = T if window is None else max(1, min(int(window), T))
+    x = np.ascontiguousarray(x)
+    blas_h = _use_blas(use_blas, H)
+    # P steps of input side at a time (their gates fit in INPUT_BLOCK_BYTES); blocks of
+    # K steps ending at T, the last one kept for the backward (inference: K = P)
+    P = max(1, min(T, INPUT_BLOCK_BYTES // (GH * B * dtype.itemsize)))
+    K = P if not keep else (T if window is None else max(1, min(int(window), T)))
+    starts = window_starts(T, K)
     chunks = chunk_bounds(B, n_chunks)
-    w_ihT = np.ascontiguousarray(w_ih.T)
-    w_hhT = np.ascontiguousarray(w_hh.T)
-    h_out = np.empty((T, B, H), dtype=dtype)
-    c_state = np.array(c0, dtype=dtype, copy=True)
-    proj = np.empty((K, B, GH), dtype=dtype)
-    extra = np.empty((K, B, H), dtype=dtype)
-    hh = np.empty((B, GH), dtype=dtype)
-    x2d = x.reshape(T * B, x.shape[2])
-    t_window = T - K
-    c_start = None
-    # blocks of K steps ending at T; the first block holds the remainder
-    starts = list(range(t_window, -1, -K))[::-1]
-    if starts[0] != 0:
-        starts.insert(0, 0)
-    for i, t0 in enumerate(starts):
-        t1 = starts[i + 1] if i + 1 < len(starts) else T
-        S = t1 - t0
-        block = proj[:S]
-        np.matmul(x2d[t0 * B:t1 * B], w_ihT, out=block.reshape(S * B, GH))
-        block += b_ih
-        if t0 == t_window:
-            c_start = c_state.copy()
-        _recurrent_forward(cell, block, t0, h0, h_out, c_state, w_hhT, b_hh,
-                           extra[:S], hh, chunks, use_blas)
+    # transposed gate by gate: (G * inputs, H)
+    w_ihT = np.ascontiguousarray(
+        np.asarray(w_ih, dtype=dtype).reshape(G, H, F).transpose(0, 2, 1)).reshape(G * F, H)
+    w_hhT = np.ascontiguousarray(
+        np.asarray(w_hh, dtype=dtype).reshape(G, H, H).transpose(0, 2, 1)).reshape(G * H, H)
+    bias = np.asarray(b_ih + b_hh, dtype=dtype)
+    if cell == GRU:
+        bias[2 * H:] = b_ih[2 * H:]
+        b_hn = np.ascontiguousarray(b_hh[2 * H:], dtype=dtype)
+        extra = np.empty((K, B, H), dtype=dtype)
+    else:
+        b_hn = bias[:1]
+        extra = np.empty((1, 1, 1), dtype=dtype)
+    h_buf = np.empty((T + 1, B, H), dtype=dtype)
+    h_buf[0] = h0
+    if cell == LSTM:
+        c_buf = np.empty((K + 1, B, H), dtype=dtype)
+        c_buf[0] = c0
+    else:
+        c_buf = np.empty((1, 1, 1), dtype=dtype)
+    gates = np.empty((G, K, B, H), dtype=dtype)
+    with kernel_context():
+        _layer_forward(cell, T, B, F, H, K, P, _flat(x), _flat(h_buf), _flat(c_buf), w_ihT,
+                       w_hhT, bias, b_hn, _flat(gates), _flat(extra), _ones(K * B, dtype),
+                       starts, chunks, blas_h, dtype.type(1))
+    h_out = h_buf[1:]
     if not keep:
         return h_out, None
-    h_start = h0 if t_window == 0 else h_out[t_window - 1]
-    cache = LayerCache(x, h0, h_out, proj, extra, h_start, c_start, c_state, t_window)
+    if cell == LSTM:
+        cache = LayerCache(x, h_buf, gates, c_buf[1:], c_buf, c_buf[K], T - K)
+    else:
+        cache = LayerCache(x, h_buf, gates, extra, None, None, T - K)
     return h_out, cache
 
 
-def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None):
+def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None,
+                   need_dx=True):
     """Backpropagation through time for one layer over its cached window.
 
     Parameters
@@ -436,10 +960,14 @@ def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None):
         K steps (the last K of T).
     w_ih, w_hh : arrays
         The layer's weights.
+    n_chunks : int
+    use_blas : bool or None
+    need_dx : bool
+        ``False`` skips the input gradient (returned as None), e.g. for the first layer.
 
     Returns
     -------
-    dx : (K, B, F) array
+    dx : (K, B, F) array or None
         Gradient with respect to the inputs of the window's steps.
     dw_ih, dw_hh, db_ih, db_hh : arrays
         Parameter gradients, shaped as the parameters.
@@ -447,39 +975,40 @@ def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None):
         Gradient with respect to the state before the window (``h0``/``c0`` when
         the window covers the whole sequence).
     """
-    gates, extra = cache.gates, cache.extra
-    K, B, GH = gates.shape
-    H = w_hh.shape[1]
+    gates = cache.gates
+    G, K, B, H = gates.shape
+    GH = G * H
+    x = cache.x
+    T, _, F = x.shape
     dtype = gates.dtype
-    if use_blas is None:
-        use_blas = H >= BLAS_MIN_HIDDEN
+    blas_h = _use_blas(use_blas, H)
     chunks = chunk_bounds(B, n_chunks)
+    step_bounds = step_blocks(K)
+    unit_bounds = unit_blocks(G, H)
     dh_out = np.ascontiguousarray(dh_out, dtype=dtype)
-    dh_next = np.zeros((B, H), dtype=dtype)
-    dc_next = np.zeros((B, H), dtype=dtype)
-    is_gru = cell == GRU
-    dzh_n = np.empty((K, B, H) if is_gru else (1, 1, 1), dtype=dtype)
-    dzh = np.empty((B, GH) if is_gru else (1, 1), dtype=dtype)
-    tmp = np.empty((B, H), dtype=dtype)
-    c_start = cache.c_start if cache.c_start is not None else dh_next
-    w_hh = np.ascontiguousarray(w_hh)
-    _recurrent_backward(cell, gates, extra, cache.h_out, cache.h_start, c_start, dh_out,
-                        cache.t0, w_hh, dh_next, dc_next, dzh_n, dzh, tmp, chunks,
-                        use_blas)
-    t0 = cache.t0
-    T = cache.h_out.shape[0]
-    dz = gates.reshape(K * B, GH)
-    x_win = cache.x[t0:].reshape(K * B, -1)
-    dx = (dz @ w_ih).reshape(K, B, -1)
-    dw_ih = dz.T @ x_win
-    db_ih = dz.sum(axis=0)
-    # recurrent side: h_prev of step t0 is h_start, of later steps h_out[t - 1]
+    dh_rec = np.zeros((B, H), dtype=dtype)
+    dh_dir = np.zeros((B, H), dtype=dtype)
+    dc = np.zeros((B, H), dtype=dtype)
     if cell == GRU:
-        dz_hidden = np.concatenate([gates[:, :, :2 * H], dzh_n], axis=2).reshape(K * B, GH)
+        dzh_n = np.empty((K, B, H), dtype=dtype)
+        extra = cache.extra
     else:
-        dz_hidden = dz
-    dw_hh = dz_hidden[:B].T @ cache.h_start
-    if K > 1:
-        dw_hh += dz_hidden[B:].T @ cache.h_out[t0:T - 1].reshape((K - 1) * B, H)
-    db_hh = dz_hidden.sum(axis=0)
-    return dx, dw_ih, dw_hh, db_ih, db_hh, dh_next, dc_next
+        dzh_n = np.empty(1, dtype=dtype)
+        extra = dzh_n
+    c_buf = cache.c_buf if cell == LSTM else np.empty(1, dtype=dtype)
+    dx = np.empty((K, B, F) if need_dx else (1, 1, 1), dtype=dtype)
+    dw_ih = np.empty((GH, F), dtype=dtype)
+    dw_hh = np.empty((GH, H), dtype=dtype)
+    db_ih = np.empty(GH, dtype=dtype)
+    db_hh = np.empty(GH, dtype=dtype)
+    w_ih = np.ascontiguousarray(w_ih, dtype=dtype)
+    w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
+    with kernel_context():
+        _layer_backward(cell, T, B, F, H, K, _flat(gates), _flat(dzh_n), _flat(extra),
+                        _flat(cache.h_buf), _flat(c_buf), _flat(x), _flat(dh_out),
+                        _flat(w_ih), _flat(w_hh), _flat(dh_rec), _flat(dh_dir), _flat(dc),
+                        chunks, step_bounds, unit_bounds, blas_h, need_dx, _flat(dx),
+                        _flat(dw_ih), _flat(dw_hh), db_ih, db_hh, _ones(K * B, dtype),
+                        dtype.type(1))
+    dh_start = dh_rec + dh_dir if cell == GRU else dh_rec
+    return (dx if need_dx else None), dw_ih, dw_hh, db_ih, db_hh, dh_start, dc

@@ -1,0 +1,289 @@
+"""Training and inference speed of tsrnn vs PyTorch (CPU), side by side in one process.
+
+Workloads (DESIGN.md): W1 LSTM H=32 F=1 T=48 B=64; W2 GRU H=64 2 layers F=8 T=96 B=128;
+W3 RNN(tanh) H=128 F=4 T=64 B=64; W4 LSTM H=256 F=16 T=64 B=256.
+
+For each workload and round, one training epoch (8192 random windows, float32, MSE on
+1 output, Adam) and one inference pass over the same windows run in tsrnn
+(``network.loss_and_grad`` + ``optim.Optimizer('adam')``, ``network.predict``) and in
+PyTorch (same architecture, ``torch.optim.Adam``, ``nn.MSELoss``, ``torch.no_grad``),
+alternately, with the order of the two swapped every round. Inference uses the
+workload's batch size too. Reported: medians over rounds of samples/s, and the median of
+the paired (same-round) ratios tsrnn / PyTorch, since wall-clock speed on shared
+machines drifts.
+
+Compile latency: the time from ``import tsrnn`` to the end of a first small training step
+(every cell, float32) in a fresh process with an empty ``NUMBA_CACHE_DIR`` (cold), then
+again in a second process on the same directory (warm).
+
+Run::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_training.py
+    python benchmarks/bench_training.py --quick --workloads W1,W3 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # run from a checkout without installing
+
+WORKLOADS = {
+    # name: (cell, hidden, layers, features, timesteps, batch)
+    "W1": ("lstm", 32, 1, 1, 48, 64),
+    "W2": ("gru", 64, 2, 8, 96, 128),
+    "W3": ("rnn", 128, 1, 4, 64, 64),
+    "W4": ("lstm", 256, 1, 16, 64, 256),
+}
+N_WINDOWS = 8192
+N_THREADS = 2
+
+
+def describe(name):
+    cell, H, L, F, T, B = WORKLOADS[name]
+    label = {"rnn": "RNN(tanh)", "lstm": "LSTM", "gru": "GRU"}[cell]
+    layers = f" {L} layers" if L > 1 else ""
+    return f"{name} {label} H={H}{layers} F={F} T={T} B={B}"
+
+
+# ----------------------------------------------------------------------------
+# the two contenders
+# ----------------------------------------------------------------------------
+
+
+class TsrnnRunner:
+    def __init__(self, cell, H, L, F, X, y, B):
+        from tsrnn import network
+        from tsrnn._kernels import optim
+
+        self.network = network
+        self.layout = network.ParameterLayout(cell, F, H, L, 1)
+        self.params = self.layout.init(np.random.default_rng(0), dtype=np.float32)
+        self.opt = optim.Optimizer("adam", self.layout.size, np.float32, learning_rate=1e-3)
+        self.cell_id = network.cell_code(cell, "tanh")
+        self.X, self.y, self.B = X, y, B
+
+    def train_epoch(self, n=None):
+        X, y, B = self.X, self.y, self.B
+        n = X.shape[0] if n is None else n
+        for start in range(0, n, B):
+            _, grad = self.network.loss_and_grad(self.layout, self.params, X[start:start + B],
+                                                 y[start:start + B], cell_id=self.cell_id)
+            self.opt.step(self.params, grad)
+
+    def infer(self, n=None):
+        X = self.X if n is None else self.X[:n]
+        return self.network.predict(self.layout, self.params, X, cell_id=self.cell_id,
+                                    batch_size=self.B)
+
+
+class TorchRunner:
+    def __init__(self, cell, H, L, F, X, y, B):
+        import torch
+
+        torch.set_num_threads(N_THREADS)
+        torch.manual_seed(0)
+        self.torch = torch
+        kw = dict(input_size=F, hidden_size=H, num_layers=L, batch_first=True)
+        rnn = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](**kw)
+        head = torch.nn.Linear(H, 1)
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn, self.head = rnn, head
+
+            def forward(self, x):
+                out, _ = self.rnn(x)
+                return self.head(out[:, -1])
+
+        self.model = Net()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loss = torch.nn.MSELoss()
+        self.X, self.y, self.B = torch.from_numpy(X), torch.from_numpy(y), B
+
+    def train_epoch(self, n=None):
+        X, y, B = self.X, self.y, self.B
+        n = X.shape[0] if n is None else n
+        self.model.train()
+        for start in range(0, n, B):
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(X[start:start + B]), y[start:start + B])
+            loss.backward()
+            self.opt.step()
+
+    def infer(self, n=None):
+        X = self.X if n is None else self.X[:n]
+        self.model.eval()
+        out = []
+        with self.torch.no_grad():
+            for start in range(0, X.shape[0], self.B):
+                out.append(self.model(X[start:start + self.B]))
+        return self.torch.cat(out)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench_workload(name, rounds, n_windows):
+    cell, H, L, F, T, B = WORKLOADS[name]
+    rng = np.random.default_rng(42)
+    X = rng.standard_normal((n_windows, T, F)).astype(np.float32)
+    y = rng.standard_normal((n_windows, 1)).astype(np.float32)
+    runners = {"tsrnn": TsrnnRunner(cell, H, L, F, X, y, B),
+               "torch": TorchRunner(cell, H, L, F, X, y, B)}
+    for r in runners.values():  # warm-up: compile, allocate, fault pages in
+        r.train_epoch(n=min(4 * B, n_windows))
+        r.infer(n=min(4 * B, n_windows))
+    train = {k: [] for k in runners}
+    infer = {k: [] for k in runners}
+    order = ["tsrnn", "torch"]
+    for i in range(rounds):
+        for k in order:
+            train[k].append(n_windows / timed(runners[k].train_epoch))
+        for k in order:
+            infer[k].append(n_windows / timed(runners[k].infer))
+        order.reverse()
+    return {
+        "train": {k: statistics.median(v) for k, v in train.items()},
+        "infer": {k: statistics.median(v) for k, v in infer.items()},
+        "train_ratio": statistics.median(a / b for a, b in zip(train["tsrnn"], train["torch"])),
+        "infer_ratio": statistics.median(a / b for a, b in zip(infer["tsrnn"], infer["torch"])),
+        "train_ratios": [a / b for a, b in zip(train["tsrnn"], train["torch"])],
+        "infer_ratios": [a / b for a, b in zip(infer["tsrnn"], infer["torch"])],
+    }
+
+
+# ----------------------------------------------------------------------------
+# compile latency
+# ----------------------------------------------------------------------------
+
+LATENCY_SCRIPT = textwrap.dedent("""
+    import time
+    t0 = time.perf_counter()
+    import numpy as np
+    import tsrnn
+    from tsrnn import network
+    from tsrnn._kernels import optim
+    t_import = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((8, 6, 2)).astype(np.float32)
+    y = rng.standard_normal((8, 1)).astype(np.float32)
+    for cell in ("rnn", "lstm", "gru"):
+        layout = network.ParameterLayout(cell, 2, 4, 1, 1)
+        params = layout.init(rng, dtype=np.float32)
+        opt = optim.Optimizer("adam", layout.size, np.float32, learning_rate=1e-3)
+        _, grad = network.loss_and_grad(layout, params, X, y)
+        opt.step(params, grad)
+    print(t_import, time.perf_counter() - t0)
+""")
+
+
+def compile_latency():
+    with tempfile.TemporaryDirectory(prefix="tsrnn-numba-cache-") as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+        out = []
+        for _ in ("cold", "warm"):
+            res = subprocess.run([sys.executable, "-c", LATENCY_SCRIPT], env=env, check=True,
+                                 capture_output=True, text=True)
+            t_import, total = res.stdout.strip().splitlines()[-1].split()
+            out.append((float(t_import), float(total)))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------
+
+
+def environment():
+    import numba
+    import torch
+
+    lines = [
+        f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
+        f"torch {torch.__version__}",
+        f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores; "
+        f"numba threads {numba.get_num_threads()}, torch threads {torch.get_num_threads()}",
+    ]
+    unset = [v for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if v in os.environ]
+    if unset:
+        lines.append(f"note: {', '.join(unset)} set in the environment")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="paired rounds per workload (default 5, 3 with --quick)")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4",
+                        help="comma-separated subset of W1,W2,W3,W4")
+    parser.add_argument("--quick", action="store_true",
+                        help="2048 windows and 3 rounds (unless --rounds is given)")
+    parser.add_argument("--windows", type=int, default=None, help="windows per epoch")
+    parser.add_argument("--no-latency", action="store_true", help="skip the compile latency")
+    args = parser.parse_args(argv)
+    names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    for name in names:
+        if name not in WORKLOADS:
+            parser.error(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+    rounds = args.rounds or (3 if args.quick else 5)
+    n_windows = args.windows or (2048 if args.quick else N_WINDOWS)
+
+    latency = None if args.no_latency else compile_latency()
+
+    import numba
+    import torch
+
+    numba.set_num_threads(min(N_THREADS, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(N_THREADS)
+    for line in environment():
+        print(line)
+    print(f"{n_windows} windows per epoch, {rounds} rounds, float32, Adam, MSE, 1 output\n")
+
+    results = {}
+    for name in names:
+        t = time.perf_counter()
+        results[name] = res = bench_workload(name, rounds, n_windows)
+        print(f"{describe(name)}: train ratios "
+              + " ".join(f"{r:.2f}" for r in res["train_ratios"])
+              + "; infer ratios " + " ".join(f"{r:.2f}" for r in res["infer_ratios"])
+              + f" ({time.perf_counter() - t:.0f} s)", flush=True)
+
+    print()
+    print("| workload | train tsrnn (samples/s) | train PyTorch | train ratio "
+          "| infer tsrnn (samples/s) | infer PyTorch | infer ratio |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, res in results.items():
+        print(f"| {describe(name)} | {res['train']['tsrnn']:,.0f} | {res['train']['torch']:,.0f} "
+              f"| {res['train_ratio']:.2f}x | {res['infer']['tsrnn']:,.0f} "
+              f"| {res['infer']['torch']:,.0f} | {res['infer_ratio']:.2f}x |")
+    if latency is not None:
+        print()
+        print("| latency: import tsrnn -> end of a first training step (rnn, lstm, gru; "
+              "float32) | total (s) | of which `import tsrnn` (s) |")
+        print("| --- | ---: | ---: |")
+        for label, (t_import, total) in zip(
+                ("cold cache (fresh process, empty NUMBA_CACHE_DIR)",
+                 "warm cache (second fresh process, same NUMBA_CACHE_DIR)"), latency):
+            print(f"| {label} | {total:.2f} | {t_import:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

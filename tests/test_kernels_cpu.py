@@ -1,0 +1,328 @@
+"""CPU kernels, one layer at a time: forward vs the NumPy reference, BPTT vs finite
+differences, truncation, determinism across runs, chunkings and the Numba cache, BLAS vs
+fused loops.
+
+Shapes are tiny and every test reuses the same two compiled specialisations
+(float32, float64) of the kernels, so the file's cost is mostly one compile (plus one in
+a subprocess for the cache test).
+"""
+
+import numpy as np
+import pytest
+
+from reference import reference_layer
+from tsrnn._kernels import cpu
+
+CELLS = [
+    ("rnn", "tanh", cpu.RNN_TANH),
+    ("rnn", "relu", cpu.RNN_RELU),
+    ("lstm", "tanh", cpu.LSTM),
+    ("gru", "tanh", cpu.GRU),
+]
+CELL_IDS = [f"{c}-{n}" if c == "rnn" else c for c, n, _ in CELLS]
+
+
+def make_layer(code, F, H, dtype=np.float64, seed=0):
+    """Random weights (PyTorch layout) of one layer."""
+    G = cpu.gate_count(code)
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(H)
+    w_ih = rng.uniform(-bound, bound, (G * H, F)).astype(dtype)
+    w_hh = rng.uniform(-bound, bound, (G * H, H)).astype(dtype)
+    b_ih = rng.uniform(-bound, bound, G * H).astype(dtype)
+    b_hh = rng.uniform(-bound, bound, G * H).astype(dtype)
+    return w_ih, w_hh, b_ih, b_hh
+
+
+def time_major(x):
+    return np.ascontiguousarray(x.transpose(1, 0, 2))
+
+
+def run(code, x, h0, c0, weights, **kw):
+    """Forward of one layer on time-major x; returns (h_out, cache)."""
+    return cpu.layer_forward(code, x, h0, c0, *weights, **kw)
+
+
+def full_backward(code, x, h0, c0, weights, dh_out, window=None, n_chunks=1,
+                  use_blas=None):
+    """Forward + backward; returns (h_out, dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0)."""
+    h_out, cache = run(code, x, h0, c0, weights, window=window, n_chunks=n_chunks,
+                       use_blas=use_blas)
+    grads = cpu.layer_backward(code, cache, dh_out, weights[0], weights[1],
+                               n_chunks=n_chunks, use_blas=use_blas)
+    return (h_out,) + tuple(grads)
+
+
+def central_diff(f, v, eps):
+    """Central differences of the scalar f() with respect to every element of v (in place)."""
+    out = np.empty(v.shape, dtype=np.float64)
+    flat = v.reshape(-1)
+    g = out.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return out
+
+
+def assert_rel(a, b, tol):
+    """max |a - b| <= tol * max |b| (relative to the magnitude of the whole array)."""
+    scale = max(np.max(np.abs(b)), 1e-300)
+    err = np.max(np.abs(a - b)) / scale
+    assert err < tol, f"relative error {err:.3e} >= {tol:.0e}"
+
+
+# ----------------------------------------------------------------------------
+# forward
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cell", "nl", "code"), CELLS, ids=CELL_IDS)
+def test_forward_matches_reference(cell, nl, code):
+    B, T, F, H = 3, 5, 2, 4
+    rng = np.random.default_rng(1)
+    xb = rng.standard_normal((B, T, F))
+    weights = make_layer(code, F, H)
+    zeros = np.zeros((B, H))
+    h_out, cache = run(code, time_major(xb), zeros, zeros, weights, keep=False)
+    assert cache is None
+    expected = reference_layer(cell, xb, *weights, nonlinearity=nl)
+    np.testing.assert_allclose(h_out.transpose(1, 0, 2), expected, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize(("cell", "nl", "code"), CELLS, ids=CELL_IDS)
+def test_forward_float32_close_to_float64(cell, nl, code):
+    B, T, F, H = 3, 6, 2, 5
+    rng = np.random.default_rng(2)
+    xb = rng.standard_normal((B, T, F))
+    w64 = make_layer(code, F, H)
+    w32 = tuple(w.astype(np.float32) for w in w64)
+    z64 = np.zeros((B, H))
+    z32 = z64.astype(np.float32)
+    h64, _ = run(code, time_major(xb), z64, z64, w64, keep=False)
+    h32, _ = run(code, time_major(xb.astype(np.float32)), z32, z32, w32, keep=False)
+    assert h32.dtype == np.float32
+    np.testing.assert_allclose(h32, h64, rtol=0, atol=2e-6)
+
+
+def test_forward_nonzero_initial_state_matches_stepping():
+    """Starting from (h0, c0) equals the continuation of a longer sequence."""
+    B, T, F, H = 2, 7, 3, 4
+    code = cpu.LSTM
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, F))
+    weights = make_layer(code, F, H)
+    zeros = np.zeros((B, H))
+    h_full, cache = run(code, x, zeros, zeros, weights, window=3)
+    h_tail, _ = run(code, np.ascontiguousarray(x[4:]), cache.h_start, cache.c_start,
+                    weights, keep=False)
+    np.testing.assert_allclose(h_tail, h_full[4:], rtol=0, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------
+# backward: inputs and initial states by finite differences
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cell", "nl", "code"), CELLS, ids=CELL_IDS)
+def test_backward_inputs_and_initial_state(cell, nl, code):
+    """dx, dh0 (and dc0 for LSTM) of L = sum(R * h_out) against central differences."""
+    B, T, F, H = 2, 4, 3, 3
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, B, F))
+    h0 = rng.standard_normal((B, H)) * 0.5
+    c0 = rng.standard_normal((B, H)) * 0.5
+    weights = make_layer(code, F, H, seed=5)
+    R = rng.standard_normal((T, B, H))
+
+    def loss():
+        h, _ = run(code, x, h0, c0, weights, keep=False)
+        return float(np.sum(R * h))
+
+    _, dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 = full_backward(code, x, h0, c0, weights, R)
+    assert dx.shape == (T, B, F)
+    assert_rel(dx, central_diff(loss, x, 1e-6), 1e-7)
+    assert_rel(dh0, central_diff(loss, h0, 1e-6), 1e-7)
+    if code == cpu.LSTM:
+        assert_rel(dc0, central_diff(loss, c0, 1e-6), 1e-7)
+    # the parameter gradients of this loss as well
+    for w, dw in zip(weights, (dw_ih, dw_hh, db_ih, db_hh)):
+        assert_rel(dw, central_diff(loss, w, 1e-6), 1e-7)
+
+
+# ----------------------------------------------------------------------------
+# truncated BPTT
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_TANH])
+def test_truncated_equals_full_bptt_on_detached_tail(code):
+    """bptt window K < T: the gradient of the last K steps started from the detached state."""
+    B, T, F, H, K = 3, 7, 2, 4, 3
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((T, B, F))
+    h0 = rng.standard_normal((B, H)) * 0.3
+    c0 = rng.standard_normal((B, H)) * 0.3
+    weights = make_layer(code, F, H, seed=7)
+    dh_out = rng.standard_normal((K, B, H))
+    h_out, cache = run(code, x, h0, c0, weights, window=K)
+    # caches hold K steps, not T (gates are gate-major: (G, K, B, H))
+    assert cache.window == K
+    assert cache.gates.shape == (cpu.gate_count(code), K, B, H)
+    if code in (cpu.LSTM, cpu.GRU):  # cell states / W_hn h + b_hn of the window's steps
+        assert cache.extra.shape == (K, B, H)
+    assert cache.t0 == T - K
+    np.testing.assert_array_equal(cache.h_start, h_out[T - K - 1])
+    trunc = cpu.layer_backward(code, cache, dh_out, weights[0], weights[1])
+    # the same K steps as a sequence of their own, from the (detached) state before them
+    tail = full_backward(code, np.ascontiguousarray(x[T - K:]), h_out[T - K - 1].copy(),
+                         cache.c_start.copy() if code == cpu.LSTM else c0, weights, dh_out)
+    for a, b in zip(trunc, tail[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU])
+def test_window_at_least_T_is_full_bptt(code):
+    B, T, F, H = 3, 5, 2, 4
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((T, B, F))
+    zeros = np.zeros((B, H))
+    weights = make_layer(code, F, H)
+    dh_out = rng.standard_normal((T, B, H))
+    full = full_backward(code, x, zeros, zeros, weights, dh_out)
+    for window in (T, T + 3):
+        other = full_backward(code, x, zeros, zeros, weights, dh_out, window=window)
+        for a, b in zip(full, other):
+            np.testing.assert_array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------
+# determinism, chunking, BLAS
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("use_blas", [False, True])
+@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_TANH])
+def test_bit_identical_across_runs_and_chunks(code, use_blas, dtype):
+    B, T, F, H = 7, 5, 3, 6
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((T, B, F)).astype(dtype)
+    zeros = np.zeros((B, H), dtype=dtype)
+    weights = make_layer(code, F, H, dtype=dtype)
+    dh_out = rng.standard_normal((T, B, H)).astype(dtype)
+    first = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=1,
+                          use_blas=use_blas)
+    for n_chunks in (1, 2, 3):
+        other = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=n_chunks,
+                              use_blas=use_blas)
+        for a, b in zip(first, other):
+            assert a.dtype == dtype
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_RELU])
+def test_blas_and_fused_loops_agree(code, dtype):
+    B, T, F, H = 5, 6, 3, 7
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((T, B, F)).astype(dtype)
+    zeros = np.zeros((B, H), dtype=dtype)
+    weights = make_layer(code, F, H, dtype=dtype)
+    dh_out = rng.standard_normal((T, B, H)).astype(dtype)
+    fused = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=2,
+                          use_blas=False)
+    blas = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=2, use_blas=True)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for a, b in zip(fused, blas):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU])
+def test_input_side_in_small_blocks(code, monkeypatch):
+    """Computing the input side a few steps at a time (large layers) changes nothing
+    but rounding, with and without truncation, in training and inference."""
+    B, T, F, H = 4, 7, 3, 5
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((T, B, F))
+    zeros = np.zeros((B, H))
+    weights = make_layer(code, F, H)
+    for window in (None, 3):
+        K = T if window is None else window
+        dh_out = rng.standard_normal((K, B, H))
+        default = full_backward(code, x, zeros, zeros, weights, dh_out, window=window)
+        h_inf, _ = run(code, x, zeros, zeros, weights, keep=False)
+        with monkeypatch.context() as m:
+            m.setattr(cpu, "INPUT_BLOCK_BYTES", 2 * B * H * cpu.gate_count(code) * 8)
+            small = full_backward(code, x, zeros, zeros, weights, dh_out, window=window)
+            h_inf_small, _ = run(code, x, zeros, zeros, weights, keep=False)
+        for a, b in zip(default, small):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(h_inf, h_inf_small, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(h_inf, default[0], rtol=1e-12, atol=1e-14)
+
+
+def test_kernel_context_restores_settings():
+    """BLAS threads and Numba's parallel chunk size are set inside and restored after,
+    also when nested."""
+    numba = pytest.importorskip("numba")
+    libs = cpu._scipy_blas_controllers()
+    before = [lib.num_threads for lib in libs]
+    chunksize = numba.get_parallel_chunksize()
+    with cpu.kernel_context():
+        with cpu.kernel_context():
+            assert all(lib.num_threads == 1 for lib in libs)
+            assert numba.get_parallel_chunksize() == 1
+        assert all(lib.num_threads == 1 for lib in libs)
+    assert [lib.num_threads for lib in libs] == before
+    assert numba.get_parallel_chunksize() == chunksize
+
+
+CACHE_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from tsrnn._kernels import cpu
+B, T, F, H = 7, 5, 3, 6
+rng = np.random.default_rng(9)
+digest = hashlib.sha256()
+same = True
+for code in (cpu.LSTM, cpu.GRU, cpu.RNN_TANH):
+    G = cpu.gate_count(code)
+    x = rng.standard_normal((T, B, F)).astype(np.float32)
+    w = [rng.uniform(-0.4, 0.4, s).astype(np.float32)
+         for s in ((G * H, F), (G * H, H), (G * H,), (G * H,))]
+    zeros = np.zeros((B, H), np.float32)
+    dh = rng.standard_normal((T, B, H)).astype(np.float32)
+    outs = []
+    for n_chunks in (1, 3):
+        h, cache = cpu.layer_forward(code, x, zeros, zeros, *w, n_chunks=n_chunks)
+        grads = cpu.layer_backward(code, cache, dh, w[0], w[1], n_chunks=n_chunks)
+        outs.append([h.copy()] + list(grads))
+    same &= all(np.array_equal(a, b) for a, b in zip(*outs))
+    for a in outs[0]:
+        digest.update(np.ascontiguousarray(a).tobytes())
+print(same, digest.hexdigest())
+"""
+
+
+def test_cached_code_computes_what_fresh_code_computes(tmp_path):
+    """Machine code loaded from Numba's cache gives bit-identical results to freshly
+    compiled code, and both are independent of the chunking. (Implicit FMA contraction
+    once broke this only in cached code, which the in-process tests never run.)"""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH"))
+                                          if p))
+    runs = [subprocess.run([sys.executable, "-c", CACHE_SCRIPT], env=env, check=True,
+                           capture_output=True, text=True).stdout.split()
+            for _ in ("fresh", "cached")]
+    assert runs[0][0] == "True" and runs[1][0] == "True"
+    assert runs[0][1] == runs[1][1]
