@@ -219,11 +219,6 @@ def test_gaps_need_fill_then_work(tmp_path, capsys):
     assert not (tmp_path / "out" / "gappy_backtest_errors.png").exists()
 
 
-@pytest.mark.xfail(
-    reason="tsrnn.forecasting.backtest calls conformal_quantile(residuals, None) when "
-           "coverage=None and shrink_to_naive=True (TypeError); reported",
-    raises=TypeError, strict=False,
-)
 def test_no_interval_with_coverage_none(tmp_path, capsys):
     argv = ["forecast", "--dataset", "seattle-weather", "--horizon", "3", "--lookback", "9",
             "--max-iter", "1", "--hidden-size", "4", "--coverage", "none",

@@ -172,6 +172,14 @@ def test_backtest_scores_every_model_on_the_same_origins():
     assert np.allclose(first["naive"], series.loc[first["origin"].iloc[0]])
 
 
+def test_backtest_without_intervals():
+    series = hourly(400)
+    fc = RNNForecaster(lookback=24, horizon=6, coverage=None, shrink_to_naive=True, **FAST)
+    result = backtest(fc, series, initial=300, step=24)
+    assert result.coverage is None and result.interval_hit_rate is None
+    assert np.isfinite(result.overall.loc["tsrnn", "mase"])
+
+
 def test_seasonal_naive_baseline_repeats_the_last_season():
     series = hourly(400)
     result = backtest(RNNForecaster(lookback=24, horizon=30, **FAST), series, initial=300,
@@ -184,9 +192,23 @@ def test_seasonal_naive_baseline_repeats_the_last_season():
         assert row["seasonal_naive"] == series.loc[row["timestamp"] - pd.Timedelta(hours=back)]
 
 
+@pytest.mark.parametrize("freq, period", [
+    ("h", 24), ("30min", 48), ("15min", 96), ("min", 1440), ("2h", 12), ("s", 1),
+    ("D", 7), ("2D", 1), ("B", 5), ("W", 52), ("ME", 12), ("MS", 12), ("QE", 4),
+    ("YE", 1),
+])
+def test_seasonal_period_from_frequency(freq, period):
+    # "min" must not be read as month, nor "ME" as minutes
+    assert seasonal_period(pd.date_range("2024", periods=10, freq=freq)) == period
+
+
+def test_seasonal_period_of_unlabelled_trading_days():
+    days = pd.bdate_range("2024-01-01", periods=30)
+    irregular = days.delete([3, 17])  # holidays: no inferable frequency
+    assert seasonal_period(irregular) == 5
+
+
 def test_helpers():
-    assert seasonal_period(pd.date_range("2024", periods=10, freq="h")) == 24
-    assert seasonal_period(pd.date_range("2024", periods=10, freq="D")) == 7
     residuals = np.arange(1, 11, dtype=float)[:, None]
     assert conformal_quantile(residuals, 0.5)[0] == 6.0  # ceil(11 * 0.5) = 6th smallest
     assert np.isinf(conformal_quantile(residuals, 0.95)[0])

@@ -56,30 +56,38 @@ REGRESSOR_DEFAULTS = dict(cell="lstm", hidden_size=32, num_layers=1, max_iter=15
 def seasonal_period(index: pd.DatetimeIndex) -> int:
     """Season length in steps implied by an index's frequency.
 
-    Hourly data: 24 (a day); daily: 7 (a week); business/trading days: 5; weekly:
-    52; monthly: 12; quarterly: 4; anything else: 1 (no season).
+    Sub-daily data: the steps in a day when that is a whole number of at most 1440
+    (hourly: 24, half-hourly: 48, 15 minutes: 96); daily: 7 (a week); business/trading
+    days: 5; weekly: 52; monthly: 12; quarterly: 4; anything else (yearly, multiples
+    such as every 2 days, irregular): 1 (no season).
     """
     freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
     if freq is None:
         return 5 if _looks_like_trading_days(index) else 1
-    name = pd.tseries.frequencies.to_offset(freq).name.upper()
-    if name in ("H", "h".upper()):
-        return 24
-    if name in ("D",):
+    offset = pd.tseries.frequencies.to_offset(freq)
+    offsets = pd.offsets
+    if isinstance(offset, offsets.Tick) and offset.nanos < pd.Timedelta(days=1).value:
+        steps, remainder = divmod(pd.Timedelta(days=1).value, offset.nanos)
+        return int(steps) if remainder == 0 and steps <= 1440 else 1
+    if offset.n != 1:
+        return 1
+    if isinstance(offset, offsets.Day):
         return 7
-    if name in ("B", "C"):
+    if isinstance(offset, (offsets.BusinessDay, offsets.CustomBusinessDay)):
         return 5
-    if name.startswith("W"):
+    if isinstance(offset, offsets.Week):
         return 52
-    if name.startswith(("M", "MS", "ME", "BM")):
+    if isinstance(offset, (offsets.MonthEnd, offsets.MonthBegin, offsets.BusinessMonthEnd,
+                           offsets.BusinessMonthBegin)):
         return 12
-    if name.startswith("Q"):
+    if isinstance(offset, (offsets.QuarterEnd, offsets.QuarterBegin,
+                           offsets.BQuarterEnd, offsets.BQuarterBegin)):
         return 4
     return 1
 
 
 def _looks_like_trading_days(index: pd.DatetimeIndex) -> bool:
-    return len(index) > 2 and bool(np.all(index.dayofweek < 5))
+    return len(index) > 2 and bool(np.all(index.day_of_week < 5))
 
 
 def _as_frame(data) -> pd.DataFrame:
@@ -759,6 +767,14 @@ class BacktestResult:
         Season length used by seasonal naive and MASE.
     seconds : float
         Wall-clock time of the backtest.
+    coverage : float or None
+        Nominal coverage of the model's prediction intervals (None: no intervals).
+    interval_hit_rate : float or None
+        Share of actual values inside the model's intervals over every origin and step.
+    refits : int
+        How many times the model was fitted.
+    notes : list of str
+        Remarks on the run (e.g. origins dropped), for the report.
     """
 
     overall: pd.DataFrame
@@ -920,7 +936,7 @@ def backtest(forecaster: RNNForecaster, data, *, target: str | None = None, exog
         if len(scale_series) <= m:
             raise ValueError(f"training span too short for seasonality {m}.")
         scale = np.mean(np.abs(scale_series[m:] - scale_series[:-m]))
-        if model.residuals_ is not None:
+        if model.residuals_ is not None and model.coverage is not None:
             _, _, window_scale = model._normalize(X_past)
             width = conformal_quantile(model.residuals_, model.coverage)
             inside = np.abs(actual - pred) <= width[None, :] * window_scale[:, None]
