@@ -389,8 +389,10 @@ def test_dask_grid_search():
     X, y = sine_windows(120)
     search = GridSearchCV(RNNRegressor(hidden_size=4, max_iter=2, random_state=0),
                           {"cell": ["gru", "rnn"]}, cv=TimeSeriesSplit(n_splits=2))
-    with distributed.Client(n_workers=1, threads_per_worker=1, processes=False,
-                            dashboard_address=None):
+    # two worker processes, as on a real cluster: the estimator travels by pickle
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
         with joblib.parallel_backend("dask"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
