@@ -398,3 +398,39 @@ def test_dask_grid_search():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 search.fit(X, y)
     assert search.best_params_["cell"] in {"gru", "rnn"}
+
+
+def test_device_cuda_without_a_gpu_raises_before_touching_the_fitted_model(fitted):
+    from tsrnn import cuda_backend
+
+    usable, reason = cuda_backend.cuda_available()
+    if usable:
+        pytest.skip(f"a GPU is usable here: {reason}")
+    model, X, y = fitted
+    model = pickle.loads(pickle.dumps(model))
+    before = model.predict(X)
+    snapshot = {k: pickle.dumps(v) for k, v in vars(model).items()}
+    model.set_params(device="cuda")
+    with pytest.raises(RuntimeError, match="no usable GPU was found") as info:
+        model.fit(X, y)
+    assert reason in str(info.value)
+    model.set_params(device="cpu")
+    assert {k: pickle.dumps(v) for k, v in vars(model).items()} == snapshot  # untouched
+    np.testing.assert_array_equal(model.predict(X), before)
+    assert model.device_ == "cpu"
+    # a configuration the GPU cannot run is a ValueError on any machine, checked first
+    with pytest.raises(ValueError, match="dropout=0.2 is not implemented for device='cuda'"):
+        clone(model).set_params(device="cuda", dropout=0.2).fit(X, y)
+
+
+def test_device_auto_without_a_gpu_trains_on_the_cpu(fitted):
+    from tsrnn import cuda_backend
+
+    if cuda_backend.cuda_available()[0]:
+        pytest.skip("a GPU is usable here")
+    model, X, y = fitted
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        auto = clone(model).set_params(device="auto").fit(X, y)
+    assert auto.device_ == "cpu"
+    np.testing.assert_array_equal(auto.predict(X), model.predict(X))

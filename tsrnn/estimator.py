@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -69,6 +70,121 @@ def _effective_threads(n_jobs: int | None) -> int:
     return max(1, min(n, available))
 
 
+# --------------------------------------------------------------------------
+# epoch runners: what an epoch does on each device; RNNRegressor._train keeps
+# the bookkeeping (shuffling, stopping rules, checkpoints, history) for both.
+# --------------------------------------------------------------------------
+
+
+class _CpuEpochs:
+    """Epochs on the Numba CPU kernels; the weights are a NumPy vector updated in place.
+
+    Kernel calls take :data:`_KERNEL_LOCK` batch by batch (see there).
+    """
+
+    def __init__(self, layout, params, cell_id, optimizer, X_train, y_train, X_val, *,
+                 loss, alpha, clip_norm, bptt_steps, dropout, rng):
+        self.layout, self.params, self.cell_id = layout, params, cell_id
+        self.optimizer = optimizer
+        self.X_train, self.y_train, self.X_val = X_train, y_train, X_val
+        self.loss, self.alpha, self.clip_norm = loss, alpha, clip_norm
+        self.bptt_steps, self.dropout, self.rng = bptt_steps, dropout, rng
+        self._saved = {}
+
+    def run_epoch(self, batches, progress=None):
+        """One pass over ``batches`` (index arrays into the training set).
+
+        Returns ``(mean loss, None)``, or ``(None, (batch, value))`` when batch number
+        ``batch`` had a non-finite loss or gradient (it and later batches are not
+        applied) or the weights were not finite at the end (the last batch, NaN).
+        """
+        total = 0.0
+        for i, idx in enumerate(batches):
+            xb, yb = self.X_train[idx], self.y_train[idx]
+            with _KERNEL_LOCK:
+                value, grad = network.loss_and_grad(
+                    self.layout, self.params, xb, yb, loss=self.loss, alpha=self.alpha,
+                    cell_id=self.cell_id, bptt_steps=self.bptt_steps,
+                    dropout=self.dropout, rng=self.rng,
+                )
+            if self.clip_norm is not None:
+                norm = clip_grad_norm(grad, float(self.clip_norm))
+            else:
+                norm = float(np.sqrt(np.sum(grad.astype(np.float64) ** 2)))
+            if not (math.isfinite(value) and math.isfinite(norm)):
+                return None, (i, value)
+            self.optimizer.step(self.params, grad)
+            total += value * len(idx)
+            if progress is not None:
+                progress(i + 1)
+        if not self.params_finite():
+            return None, (len(batches) - 1, float("nan"))
+        return total / self.X_train.shape[0], None
+
+    def predict_val(self) -> np.ndarray:
+        with _KERNEL_LOCK:
+            return network.predict(self.layout, self.params, self.X_val, cell_id=self.cell_id)
+
+    def checkpoint(self, name: str) -> None:
+        self._saved[name] = self.params.copy()
+
+    def get_params(self, name: str | None = None) -> np.ndarray:
+        """The current weights, or checkpoint ``name``."""
+        return self.params if name is None else self._saved[name]
+
+    def params_finite(self) -> bool:
+        return bool(np.all(np.isfinite(self.params)))
+
+    def finish(self) -> None:
+        """Nothing to bring back: the optimiser's state lives on the host."""
+
+
+class _CudaEpochs:
+    """Epochs on the GPU through :class:`tsrnn.cuda_backend.CudaTrainer`.
+
+    Data, weights, optimiser state and checkpoints stay on the device; an epoch brings
+    back its batch losses and status words only, a checkpoint is a device-side copy.
+    The trainer reads ``optimizer.learning_rate`` every epoch, so the adaptive schedule
+    works unchanged; :meth:`finish` copies the optimiser state back once.
+    """
+
+    def __init__(self, layout, params, cell_id, optimizer, X_train, y_train, X_val, *,
+                 loss, alpha, clip_norm, bptt_steps):
+        from tsrnn import cuda_backend
+
+        self.trainer = cuda_backend.CudaTrainer(
+            layout, params, cell_id, X_train, y_train, optimizer, loss=loss, alpha=alpha,
+            clip_norm=clip_norm, bptt_steps=bptt_steps, X_val=X_val,
+        )
+
+    def run_epoch(self, batches, progress=None):
+        """As :meth:`_CpuEpochs.run_epoch`; no progress bar (one call runs the epoch)."""
+        trainer = self.trainer
+        loss = trainer.run_epoch(batches)
+        if trainer.diverged_batch is not None:
+            i = trainer.diverged_batch
+            return None, (i, float(trainer.batch_losses[i]))
+        if not trainer.params_finite:
+            return None, (len(batches) - 1, float("nan"))
+        return loss, None
+
+    def predict_val(self) -> np.ndarray:
+        return self.trainer.predict()
+
+    def checkpoint(self, name: str) -> None:
+        self.trainer.checkpoint(name)
+
+    def get_params(self, name: str | None = None) -> np.ndarray:
+        return self.trainer.get_params(name)
+
+    def params_finite(self) -> bool:
+        # a host copy: only asked after an interruption, when the epoch's flag is stale
+        return bool(np.all(np.isfinite(self.trainer.get_params())))
+
+    def finish(self) -> None:
+        self.trainer.sync_optimizer()
+
+
 class RNNRegressor(RegressorMixin, BaseEstimator):
     """Recurrent neural network regressor (vanilla RNN, LSTM or GRU) on sequences.
 
@@ -115,7 +231,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         Improvement threshold of the stopping rule.
     verbose : bool or int, default=False
         Print one line per epoch (epoch, training loss, validation loss, seconds),
-        and a progress bar on epochs that take longer than a few seconds.
+        and, on the CPU, a progress bar on epochs that take longer than a few seconds.
     warm_start : bool, default=False
         Continue from the previous fit's weights.
     momentum : float, default=0.9
@@ -146,8 +262,13 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
     dtype : {'float32', 'float64'}, default='float32'
         Precision of weights and computation.
     device : {'cpu', 'cuda', 'auto'}, default='cpu'
-        Where to train and predict. 'auto' uses an NVIDIA GPU when
-        ``numba.cuda.is_available()``, the CPU otherwise.
+        Where to train. 'cuda' trains on an NVIDIA GPU through
+        :class:`tsrnn.cuda_backend.CudaTrainer` (weights, optimiser state and data
+        stay on the device for the whole fit) and raises ``RuntimeError`` when no
+        usable GPU is found; dropout is not implemented there. 'auto' uses the GPU
+        when :func:`tsrnn.cuda_backend.cuda_available` says so and ``dropout=0``,
+        the CPU otherwise. Results match the CPU's to rounding, not bit for bit.
+        Prediction follows ``device_`` (see :meth:`predict`).
     standardize : bool, default=True
         Scale inputs per feature and targets per output to zero mean and unit
         variance inside ``fit`` and undo it in ``predict``.
@@ -185,6 +306,9 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         Outputs (e.g. forecast horizon).
     coefs_ : dict
         Parameters by PyTorch name (same arrays as :meth:`state_dict`).
+    device_ : {'cpu', 'cuda'}
+        Device the last ``fit``/``partial_fit`` trained on ('auto' resolved). The
+        fitted weights are NumPy arrays wherever they were trained.
 
     See Also
     --------
@@ -451,8 +575,21 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         return self._fit(X, y, incremental=True)
 
     def _resolve_device(self) -> str:
+        """'cpu' or 'cuda' for this fit; raises before anything is touched.
+
+        A configuration the GPU cannot run is a ``ValueError`` whatever the machine;
+        a missing GPU is a ``RuntimeError`` naming the cause.
+        """
         if self.device == "cpu":
             return "cpu"
+        if self.dropout > 0:
+            if self.device == "auto":
+                return "cpu"  # dropout exists on the CPU only
+            raise ValueError(
+                f"dropout={self.dropout} is not implemented for device='cuda'; set "
+                "dropout=0, or use device='cpu' or device='auto' (which trains on the CPU "
+                "when dropout > 0)."
+            )
         from tsrnn import cuda_backend
 
         ok, reason = cuda_backend.cuda_available()
@@ -593,14 +730,26 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         optimizer.learning_rate = learning_rate
         max_epochs = 1 if incremental else self.max_iter
         start_epoch = len(loss_curve)
-        best_params = params.copy()
-        last_good = None if first_pass else params.copy()
+        kwargs = dict(loss=self.loss, alpha=self.alpha, clip_norm=self.clip_norm,
+                      bptt_steps=self.bptt_steps)
+        if device == "cuda":
+            runner = _CudaEpochs(layout, params, cell_id, optimizer, X_train, y_train,
+                                 X_val if n_val else None, **kwargs)
+        else:
+            runner = _CpuEpochs(layout, params, cell_id, optimizer, X_train, y_train, X_val,
+                                dropout=self.dropout, rng=dropout_rng, **kwargs)
+        # checkpoints: "best" (validation), "last_good" (end of the last finite epoch;
+        # a warm start's initial weights count as good)
+        if n_val:
+            runner.checkpoint("best")
+        have_last_good = not first_pass
+        if have_last_good:
+            runner.checkpoint("last_good")
+        keep = None  # checkpoint to return instead of the current weights
         stopped = False
         interrupted = False
         n_threads = _effective_threads(self.n_jobs)
         previous_threads = numba.get_num_threads()
-        if device == "cuda":
-            trainer = self._cuda_trainer(layout, params, cell_id, optimizer)
         try:
             numba.set_num_threads(n_threads)
             for epoch in range(start_epoch, start_epoch + max_epochs):
@@ -609,42 +758,25 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
                 order = (random_state.permutation(n_train) if self.shuffle
                          else np.arange(n_train))
                 n_batches = int(math.ceil(n_train / batch_size))
-                total = 0.0
-                for i in range(n_batches):
-                    idx = order[i * batch_size:(i + 1) * batch_size]
-                    if self.shuffle:
-                        idx = np.sort(idx)  # contiguous-ish gathers; order within a batch is irrelevant
-                    xb, yb = X_train[idx], y_train[idx]
-                    with _KERNEL_LOCK:
-                        value, grad = network.loss_and_grad(
-                            layout, params, xb, yb, loss=self.loss, alpha=self.alpha,
-                            cell_id=cell_id, bptt_steps=self.bptt_steps,
-                            dropout=self.dropout, rng=dropout_rng,
-                        )
-                    if self.clip_norm is not None:
-                        norm = clip_grad_norm(grad, float(self.clip_norm))
-                    else:
-                        norm = float(np.sqrt(np.sum(grad.astype(np.float64) ** 2)))
-                    if not (math.isfinite(value) and math.isfinite(norm)):
-                        params = self._diverged(epoch, i, value, last_good)
-                        stopped = True
-                        break
-                    optimizer.step(params, grad)
-                    total += value * len(idx)
-                    if self.verbose and n_batches > 1:
-                        self._progress(epoch, i + 1, n_batches, t_start)
-                if stopped:
+                batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(n_batches)]
+                if self.shuffle:
+                    # contiguous-ish gathers; the order within a batch is irrelevant
+                    batches = [np.sort(idx) for idx in batches]
+                progress = None
+                if self.verbose and n_batches > 1:
+                    progress = functools.partial(self._progress, epoch, total=n_batches,
+                                                 t_start=t_start)
+                epoch_loss, bad = runner.run_epoch(batches, progress)
+                if bad is not None:
+                    self._diverged(epoch, *bad, have_last_good=have_last_good)
+                    keep = "last_good"
+                    stopped = True
                     break
-                if not np.all(np.isfinite(params)):
-                    params = self._diverged(epoch, n_batches - 1, float("nan"), last_good)
-                    break
-                epoch_loss = total / n_train
                 t_seen += n_train
                 loss_curve.append(epoch_loss)
                 valid_loss = None
                 if n_val:
-                    with _KERNEL_LOCK:
-                        pred_val = network.predict(layout, params, X_val, cell_id=cell_id)
+                    pred_val = runner.predict_val()
                     valid_loss, _ = network.loss_value_and_grad(self.loss, pred_val, y_val)
                     score = _r2(y_val, pred_val)
                     validation_scores.append(score)
@@ -654,7 +786,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
                         no_improvement = 0
                     if score > best_validation_score:
                         best_validation_score = score
-                        best_params = params.copy()
+                        runner.checkpoint("best")
                 else:
                     if epoch_loss > best_loss - self.tol:
                         no_improvement += 1
@@ -662,8 +794,8 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
                         no_improvement = 0
                     if epoch_loss < best_loss:
                         best_loss = epoch_loss
-                    best_params = params
-                last_good = params.copy()
+                runner.checkpoint("last_good")
+                have_last_good = True
                 seconds = time.perf_counter() - t_start
                 history.append({"epoch": epoch + 1, "train_loss": epoch_loss,
                                 "valid_loss": valid_loss, "seconds": seconds})
@@ -674,7 +806,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
                     reason = (f"{what} did not improve more than tol={self.tol} for "
                               f"{self.n_iter_no_change} consecutive epochs.")
                     if self.learning_rate == "adaptive" and optimizer.learning_rate > 1e-6:
-                        optimizer.learning_rate /= 5.0
+                        optimizer.learning_rate /= 5.0  # read by the next epoch on any device
                         no_improvement = 0
                         if self.verbose:
                             print(f"{reason} Setting learning rate to "
@@ -691,7 +823,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
                         "and the optimization hasn't converged yet.", ConvergenceWarning,
                     )
         except KeyboardInterrupt:
-            if last_good is None and not np.all(np.isfinite(params)):
+            if not have_last_good and not runner.params_finite():
                 raise
             warnings.warn("Training interrupted by user.", UserWarning)
             interrupted = True
@@ -699,9 +831,11 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             numba.set_num_threads(previous_threads)
 
         if n_val and validation_scores:
-            params = best_params  # early stopping keeps the best validation weights
-        elif interrupted and last_good is not None:
-            params = last_good
+            keep = "best"  # early stopping keeps the best validation weights
+        elif interrupted and have_last_good:
+            keep = "last_good"
+        params = runner.get_params(keep)
+        runner.finish()
 
         opt_state = optimizer.get_state()
         opt_state["solver"] = self.solver
@@ -715,7 +849,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             "_y_mean": np.asarray(y_mean, dtype=np.float64),
             "_y_scale": np.asarray(y_scale, dtype=np.float64),
             "_n_input_features": X.shape[2],
-            "_device": device,
+            "device_": device,
             "n_outputs_": n_outputs,
             "n_timesteps_in_": X.shape[1] if first_pass else self.n_timesteps_in_,
             "loss_curve_": loss_curve,
@@ -740,13 +874,14 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         return network.ParameterLayout(self.cell, self._n_input_features, self.hidden_size,
                                        self.num_layers, self.n_outputs_)
 
-    def _diverged(self, epoch, batch, value, last_good):
-        """Handle a non-finite loss: warn and return the last good weights, or raise."""
+    def _diverged(self, epoch, batch, value, *, have_last_good):
+        """Handle a non-finite loss: raise without good weights, else warn (the caller
+        keeps the last good ones)."""
         advice = (f"Try a lower learning_rate_init (now {self.learning_rate_init}) or set "
                   f"clip_norm (now {self.clip_norm}), and check that X and y are on a "
                   "reasonable scale (standardize=True).")
         what = f"the training loss became {value} at epoch {epoch + 1}, batch {batch + 1}"
-        if last_good is None:
+        if not have_last_good:
             raise TrainingDivergedError(
                 f"Training diverged: {what}, before any epoch completed. {advice}"
             )
@@ -754,7 +889,6 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             f"Training diverged: {what}; training stopped and the weights of the last "
             f"good epoch were kept. {advice}", RuntimeWarning,
         )
-        return last_good
 
     def _progress(self, epoch, done, total, t_start):
         elapsed = time.perf_counter() - t_start
@@ -778,13 +912,15 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         print(f"Epoch {record['epoch']}/{last_epoch}: train loss {record['train_loss']:.6f}"
               f"{valid_text}, {record['seconds']:.2f} s", flush=True)
 
-    def _cuda_trainer(self, layout, params, cell_id, optimizer):  # pragma: no cover - GPU only
-        raise RuntimeError("device='cuda' training is not available in this build.")
-
     # --------------------------------------------------------------- predict
 
     def predict(self, X) -> np.ndarray:
         """Predict targets for sequences ``X``.
+
+        A model trained on the GPU (``device_ == 'cuda'``) predicts on the GPU when one
+        is usable here and ``device`` is not 'cpu'; otherwise, e.g. after loading it on
+        a machine without a GPU, on the CPU from the same NumPy weights (equal to
+        rounding).
 
         Parameters
         ----------
@@ -800,16 +936,29 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         dtype = self._params.dtype
         Xs = np.ascontiguousarray((X - self._x_mean) / self._x_scale, dtype=dtype)
         cell_id = network.cell_code(self.cell, self.nonlinearity)
-        threads = _effective_threads(self.n_jobs)
-        previous = numba.get_num_threads()
-        try:
-            numba.set_num_threads(threads)
-            with _KERNEL_LOCK:
-                pred = network.predict(self._layout(), self._params, Xs, cell_id=cell_id)
-        finally:
-            numba.set_num_threads(previous)
+        if self._predicts_on_gpu():
+            from tsrnn import cuda_backend
+
+            pred = cuda_backend.predict(self._layout(), self._params, Xs, cell_id=cell_id)
+        else:
+            threads = _effective_threads(self.n_jobs)
+            previous = numba.get_num_threads()
+            try:
+                numba.set_num_threads(threads)
+                with _KERNEL_LOCK:
+                    pred = network.predict(self._layout(), self._params, Xs, cell_id=cell_id)
+            finally:
+                numba.set_num_threads(previous)
         pred = pred.astype(np.float64) * self._y_scale + self._y_mean
         return pred.ravel() if self.n_outputs_ == 1 else pred
+
+    def _predicts_on_gpu(self) -> bool:
+        # models fitted before device_ existed trained on the CPU
+        if getattr(self, "device_", "cpu") != "cuda" or self.device == "cpu":
+            return False
+        from tsrnn import cuda_backend
+
+        return cuda_backend.cuda_available()[0]
 
     # ------------------------------------------------------------ parameters
 
@@ -892,7 +1041,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             self.best_loss_, self.validation_scores_, self.best_validation_score_ = None, None, None
             self._optimizer_state, self._learning_rate = None, self.learning_rate_init
             self._random_state = check_random_state(self.random_state)
-            self._device = "cpu"
+            self.device_ = "cpu"
         self._params = flat
         return self
 
@@ -924,6 +1073,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             "tsrnn_version": __version__,
             "params": params,
             "fitted": {k: _plain(getattr(self, k, None)) for k in self._FITTED_SCALARS},
+            "device": getattr(self, "device_", "cpu"),
             "loss_curve": [float(v) for v in self.loss_curve_],
             "validation_scores": (None if self.validation_scores_ is None
                                   else [float(v) for v in self.validation_scores_]),
@@ -992,6 +1142,10 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             model.load_state_dict(state)
             for key in cls._FITTED_SCALARS:
                 setattr(model, key, fitted[key])
+            # files written before device_ existed come from CPU fits
+            model.device_ = meta.get("device", "cpu")
+            if model.device_ not in ("cpu", "cuda"):
+                raise ValueError(f"unknown device {model.device_!r}")
             model._x_mean = arrays["x_mean"]
             model._x_scale = arrays["x_scale"]
             model._y_mean = arrays["y_mean"]
