@@ -266,6 +266,86 @@ def test_input_side_in_small_blocks(code, monkeypatch):
         np.testing.assert_allclose(h_inf, default[0], rtol=1e-12, atol=1e-14)
 
 
+# ----------------------------------------------------------------------------
+# inference: the fused stack
+# ----------------------------------------------------------------------------
+
+
+def stack_states(code, X, layers):
+    """Top layer's last hidden state through layer_forward, layer by layer."""
+    x = time_major(X)
+    B = X.shape[0]
+    H = layers[0][1].shape[1]
+    zeros = np.zeros((B, H), dtype=X.dtype)
+    for w in layers:
+        x, _ = run(code, x, zeros, zeros, w, keep=False)
+    return x[-1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell,nl,code", CELLS, ids=CELL_IDS)
+def test_stack_predict_states_bit_identical_to_layer_forward(cell, nl, code, dtype,
+                                                             monkeypatch):
+    """With an identity head, stack_predict returns the top layer's last hidden state:
+    bit for bit that of the layer-wise forward (same products, same cell arithmetic),
+    whatever the batch size, chunking and block of steps."""
+    B, T, F, H = 11, 7, 3, 5
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((B, T, F)).astype(dtype)
+    layers = [make_layer(code, F, H, dtype=dtype, seed=1),
+              make_layer(code, H, H, dtype=dtype, seed=2)]
+    eye = np.eye(H, dtype=dtype)
+    zero = np.zeros(H, dtype=dtype)
+    expected = stack_states(code, X, layers)
+    for batch, n_chunks, block in [(11, 1, None), (4, 2, None), (5, 3, None),
+                                   (11, 4, 3 * H * 4 * 8)]:
+        with monkeypatch.context() as m:
+            if block is not None:  # a few steps per block
+                m.setattr(cpu, "INFER_BLOCK_BYTES", block)
+            out = cpu.stack_predict(code, X, layers, eye, zero, batch, n_chunks=n_chunks)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, expected)
+    # one layer, and the fused loops
+    np.testing.assert_array_equal(
+        cpu.stack_predict(code, X, layers[:1], eye, zero, 4, n_chunks=2),
+        stack_states(code, X, layers[:1]))
+    np.testing.assert_allclose(
+        cpu.stack_predict(code, X, layers, eye, zero, 4, n_chunks=2, use_blas=False),
+        expected, rtol=1e-12 if dtype == np.float64 else 2e-5,
+        atol=1e-12 if dtype == np.float64 else 2e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("code,H", [(cpu.LSTM, 256), (cpu.GRU, 384)])
+def test_stack_predict_tiled_products(code, H, dtype):
+    """Large H: the recurrent products run in tiles (TILE_MIN_HIDDEN); results do not
+    depend on the chunking and match the layer-wise forward."""
+    assert cpu.TILE_MIN_HIDDEN <= H <= cpu.TILE_MAX_HIDDEN
+    rng = np.random.default_rng(23)
+    X = rng.standard_normal((40, 3, 4)).astype(dtype)
+    layers = [make_layer(code, 4, H, dtype=dtype, seed=3)]
+    eye = np.eye(H, dtype=dtype)
+    zero = np.zeros(H, dtype=dtype)
+    outs = [cpu.stack_predict(code, X, layers, eye, zero, b, n_chunks=n)
+            for b, n in [(40, 1), (40, 2), (13, 3), (40, 4)]]
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(outs[0], stack_states(code, X, layers), rtol=tol, atol=tol)
+
+
+def test_stack_predict_head_and_empty_input():
+    code = cpu.GRU
+    rng = np.random.default_rng(22)
+    X = rng.standard_normal((6, 4, 2))
+    layers = [make_layer(code, 2, 3)]
+    w = rng.standard_normal((2, 3))
+    b = rng.standard_normal(2)
+    out = cpu.stack_predict(code, X, layers, w, b, 4, n_chunks=2)
+    np.testing.assert_allclose(out, stack_states(code, X, layers) @ w.T + b, rtol=1e-14)
+    assert cpu.stack_predict(code, X[:0], layers, w, b, 4).shape == (0, 2)
+
+
 def test_kernel_context_restores_settings():
     """BLAS threads and Numba's parallel chunk size are set inside and restored after,
     also when nested."""

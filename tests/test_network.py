@@ -248,3 +248,49 @@ def test_nan_propagates(dtype):
         value, grad = network.loss_and_grad(layout, bad, X, y)
         assert np.isnan(value) and np.isnan(grad).any()
         assert np.isnan(network.predict(layout, bad, X)).all()
+
+
+def test_predict_independent_of_batch_size():
+    layout, flat, X, _ = problem("lstm", 2, B=23, H=4)
+    p1 = network.predict(layout, flat, X, batch_size=1024)
+    for batch_size in (2, 5, 8):
+        np.testing.assert_array_equal(network.predict(layout, flat, X, batch_size=batch_size),
+                                      p1)
+
+
+# ----------------------------------------------------------------------------
+# import cost
+# ----------------------------------------------------------------------------
+
+LAZY_IMPORT_SCRIPT = """
+import sys
+import tsrnn
+lazy = ("tsrnn.forecasting", "tsrnn.windowing", "sklearn.linear_model")
+before = [m for m in lazy if m in sys.modules]
+names = dir(tsrnn)
+from tsrnn import RNNForecaster
+print(before, all(n in names for n in tsrnn.__all__),
+      RNNForecaster is tsrnn.RNNForecaster, tsrnn.backtest.__module__,
+      "tsrnn.forecasting" in sys.modules)
+"""
+
+
+def test_import_defers_forecasting():
+    """`import tsrnn` does not load the forecaster's modules (pandas time machinery,
+    sklearn.linear_model: ~0.3 s of the warm-cache latency); they load on first access.
+    (pandas itself is imported by scikit-learn >= 1.6's sklearn.utils.fixes anyway.)"""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    out = subprocess.run([sys.executable, "-c", LAZY_IMPORT_SCRIPT], env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == "[] True True tsrnn.forecasting True"
+    import tsrnn
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        tsrnn.nope  # noqa: B018
+

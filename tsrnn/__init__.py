@@ -3,6 +3,25 @@
 __version__ = "0.1.0"
 
 from tsrnn.estimator import RNNRegressor, TrainingDivergedError  # noqa: E402
-from tsrnn.forecasting import RNNForecaster, backtest  # noqa: E402
 
 __all__ = ["RNNForecaster", "RNNRegressor", "TrainingDivergedError", "__version__", "backtest"]
+
+# RNNForecaster and backtest live in tsrnn.forecasting, which imports pandas' time
+# machinery and sklearn.linear_model (~0.3 s). They are loaded on first access
+# (PEP 562), so `import tsrnn; tsrnn.RNNRegressor().fit(...)` does not pay for them.
+_LAZY = {"RNNForecaster": "tsrnn.forecasting", "backtest": "tsrnn.forecasting"}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tsrnn' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

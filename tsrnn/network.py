@@ -174,16 +174,20 @@ def _forward(layout, flat, X, *, cell_id, window, keep, dropout, rng):
 
 def predict(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray,
             cell_id: int | None = None, batch_size: int = 1024) -> np.ndarray:
-    """Predictions (B, n_outputs) for batch-first inputs ``X`` (B, T, F)."""
+    """Predictions (B, n_outputs) for batch-first inputs ``X`` (B, T, F).
+
+    Batches of ``batch_size`` samples run one after another through
+    :func:`tsrnn._kernels.cpu.stack_predict`: one kernel call for all of them, every
+    layer and the head fused per chunk of a batch, nothing cached for a backward.
+    """
     if cell_id is None:
         cell_id = cell_code(layout.cell)
-    out = np.empty((X.shape[0], layout.n_outputs), dtype=X.dtype)
-    with cpu.kernel_context():
-        for start in range(0, X.shape[0], batch_size):
-            stop = min(start + batch_size, X.shape[0])
-            out[start:stop], _ = _forward(layout, flat, X[start:stop], cell_id=cell_id,
-                                          window=None, keep=False, dropout=0.0, rng=None)
-    return out
+    p = layout.views(flat)
+    layers = [(p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"], p[f"bias_ih_l{k}"],
+               p[f"bias_hh_l{k}"]) for k in range(layout.num_layers)]
+    batch = max(1, min(int(batch_size), X.shape[0]))
+    return cpu.stack_predict(cell_id, X, layers, p["head.weight"], p["head.bias"], batch,
+                             n_chunks=_n_chunks(batch, layout.hidden_size))
 
 
 def loss_value_and_grad(loss: str, pred: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

@@ -37,6 +37,13 @@ after a product and halved the speed of the parallel regions that followed.
   gradients as one small product per step accumulated in step order (2-8x faster than
   one product over all K*B rows, which spends its time packing), and the input
   gradient over fixed blocks of steps.
+* Inference (:func:`stack_predict`): one kernel call for all batches; per batch one
+  parallel loop over its chunks, each running every layer (P steps at a time, input
+  side then recurrence, as above), the head included, in its own buffers and without
+  keeping gates. The layer-wise path needs two parallel regions per layer and block of
+  steps plus Python in between: W1-W3 predicted 1.3-1.5x faster. From H = 128 the
+  recurrent products run in tiles of <= 16 rows that stay in OpenBLAS's small-matrix
+  kernels (one large call per gate re-packed the weights every step: W4 +10%).
 * float32 uses vectorisable exp/sigmoid/tanh (~1-2 ulp): ``math.exp``/``math.tanh`` are
   scalar library calls that stop the loops from vectorising (~10x slower here).
   float64 keeps ``math.exp``/``math.tanh``. Their polynomials use explicit fused
@@ -81,6 +88,10 @@ BLAS_MIN_HIDDEN = 1
 #: (1.8x faster than whole sequences for LSTM H=256, B=256; 4 MB was 2x slower for
 #: GRU H=64, B=128).
 INPUT_BLOCK_BYTES = 2 ** 21
+#: Inference: recurrent products of hidden sizes in this range run in tiles of at most
+#: 16 rows (see :func:`_infer_chunk`); tiles stay in OpenBLAS's small-matrix kernels.
+TILE_MIN_HIDDEN = 128
+TILE_MAX_HIDDEN = 512
 #: Blocks of time steps for the input-gradient products (fixed by the shapes, never
 #: by the thread count).
 N_STEP_BLOCKS = 4
@@ -464,6 +475,39 @@ def _rnn_forward_flat(z, h_new, n, relu):
 
 
 @njit(cache=True, error_model="numpy")
+def _lstm_infer_flat(zi, zf, zg, zo, c_prev, c_new, h_new, n):
+    """:func:`_lstm_forward_flat` without storing the activated gates (inference):
+    the same arithmetic, so the same states, with 4 fewer stores per unit."""
+    for e in range(n):
+        cc = _sigmoid(zf[e]) * c_prev[e] + _sigmoid(zi[e]) * _tanh(zg[e])
+        c_new[e] = cc
+        h_new[e] = _sigmoid(zo[e]) * _tanh(cc)
+
+
+@njit(cache=True, error_model="numpy")
+def _gru_infer_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
+    """:func:`_gru_forward_flat` without storing the gates (inference)."""
+    for e in range(n):
+        gz = _sigmoid(zz[e])
+        gn = _tanh(zn[e] + _sigmoid(zr[e]) * hn[e])
+        h_new[e] = (one - gz) * gn + gz * h_prev[e]
+
+
+@njit(cache=True, error_model="numpy")
+def _rnn_infer_flat(z, h_new, n, relu):
+    """:func:`_rnn_forward_flat` without storing the pre-activations (inference)."""
+    if relu:
+        for e in range(n):
+            v = z[e]
+            if v < 0:
+                v = v - v
+            h_new[e] = v
+    else:
+        for e in range(n):
+            h_new[e] = _tanh(z[e])
+
+
+@njit(cache=True, error_model="numpy")
 def _lstm_backward_flat(zi, zf, zg, zo, dh_out, dh_rec, dc, c, c_prev, n, one):
     """Activated gates in, pre-activation gradients out; dc: in/out."""
     for e in range(n):
@@ -815,6 +859,187 @@ def _layer_backward(cell, T, B, F, H, K, gates, dzh_n, extra, h_buf, c_buf, x, d
 
 
 # ----------------------------------------------------------------------------
+# inference: the whole stack and the head, one parallel region per batch
+# ----------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, head_w,
+                 head_b, out, xt, hb, cb, gates, extra, blas_h, one):
+    """Predictions for the batch rows r0..r0+rows: every layer, every step, the head.
+
+    Works in the chunk's own buffers (``rows`` rows, time-major, gate-major gates),
+    P steps at a time, all layers per block of steps (the layers of a row never need
+    other rows): ``xt`` [P, rows, F] the block's inputs; ``hb`` [L, P + 1, rows, H] and
+    ``cb`` (LSTM) the hidden and cell states of each layer, slot 0 the state before the
+    block; ``gates`` [G, P, rows, H]; ``extra`` [P, rows, H] GRU ``W_hn h + b_hn``.
+    The products and the cell updates are those of :func:`_layer_forward`, in the same
+    order, so the hidden states are bit-identical to the training forward's.
+    """
+    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
+    relu = cell == RNN_RELU
+    is_gru = cell == GRU
+    RH = rows * H
+    LB = (P + 1) * RH  # one layer's state block
+    # column tiles of the recurrent products (0: one call per gate); fixed by H alone
+    tile_n = 0 if H < TILE_MIN_HIDDEN or H > TILE_MAX_HIDDEN else (128 if H <= 256 else 64)
+    gs = P * RH
+    zero = one - one
+    wh = w_hhT.reshape(-1)
+    for k in range(L):  # zero initial states
+        for e in range(RH):
+            hb[k * LB + e] = zero
+        if cell == LSTM:
+            for e in range(RH):
+                cb[k * LB + e] = zero
+    for t0 in range(0, T, P):
+        p = min(P, T - t0)
+        # the block's layer-0 inputs, time-major: xt[s, r, :] = X[r0 + r, t0 + s, :]
+        for s in range(p):
+            for r in range(rows):
+                src = ((r0 + r) * T + t0 + s) * F
+                dst = (s * rows + r) * F
+                for f in range(F):
+                    xt[dst + f] = X[src + f]
+        for k in range(L):
+            if k == 0:
+                src_x = xt
+                osx = 0
+                Fk = F
+                ow = 0
+            else:
+                src_x = hb
+                osx = (k - 1) * LB + RH  # outputs of layer k - 1 in this block
+                Fk = H
+                ow = G * F * H + (k - 1) * G * H * H
+            oh = k * LB
+            # input side of the block: the bias broadcast (a copy: the same values as
+            # the training forward's rank-1 product with ones, without a BLAS call per
+            # gate), then x @ w_ih.T accumulated onto it
+            for g in range(G):
+                ob = (k * G + g) * H
+                og = g * gs
+                for i in range(p * rows):
+                    for j in range(H):
+                        gates[og + i * H + j] = bias[ob + j]
+                _blas_gemm(0, 0, p * rows, H, Fk, one, src_x, osx, Fk, w_ihT, ow + g * Fk * H,
+                           H, one, gates, og, H)
+            if is_gru:
+                for i in range(p * rows):
+                    for j in range(H):
+                        extra[i * H + j] = b_hn[k * H + j]
+            for s in range(p):
+                oz = s * RH
+                ohp = oh + s * RH
+                for g in range(G):
+                    if is_gru and g == 2:
+                        tgt = extra
+                        otgt = oz
+                    else:
+                        tgt = gates
+                        otgt = oz + g * gs
+                    if blas_h and tile_n > 0:
+                        # tiles of <= 16 rows x tile_n columns: OpenBLAS's small-matrix
+                        # kernels, which read the weights in place; one call per gate
+                        # (128+ rows, H >= 128) packs the weights again every step, which
+                        # cost 13% of W4's time (105 vs 88 GFLOP/s). A row's result does
+                        # not depend on the tile (tiles have >= 2 rows, see chunk_bounds).
+                        n_rt = max(1, min((rows + 15) // 16, rows // 2))
+                        ow_g = (k * G + g) * H * H
+                        for q in range(n_rt):
+                            i0 = (q * rows + n_rt // 2) // n_rt
+                            i1 = ((q + 1) * rows + n_rt // 2) // n_rt
+                            for j0 in range(0, H, tile_n):
+                                nj = min(tile_n, H - j0)
+                                _blas_gemm(0, 0, i1 - i0, nj, H, one, hb, ohp + i0 * H, H,
+                                           wh, ow_g + j0, H, one, tgt, otgt + i0 * H + j0, H)
+                    elif blas_h:
+                        _blas_gemm(0, 0, rows, H, H, one, hb, ohp, H, wh, (k * G + g) * H * H,
+                                   H, one, tgt, otgt, H)
+                    else:
+                        _loop_gemm(hb[ohp:ohp + RH].reshape((rows, H)),
+                                   w_hhT[k * G * H:(k + 1) * G * H], g * H, 0,
+                                   tgt[otgt:otgt + RH].reshape((rows, H)), True)
+                h_new = hb[ohp + RH:ohp + 2 * RH]
+                if cell == LSTM:
+                    _lstm_infer_flat(gates[oz:oz + RH], gates[oz + gs:oz + gs + RH],
+                                     gates[oz + 2 * gs:oz + 2 * gs + RH],
+                                     gates[oz + 3 * gs:oz + 3 * gs + RH],
+                                     cb[ohp:ohp + RH], cb[ohp + RH:ohp + 2 * RH], h_new, RH)
+                elif is_gru:
+                    _gru_infer_flat(gates[oz:oz + RH], gates[oz + gs:oz + gs + RH],
+                                    gates[oz + 2 * gs:oz + 2 * gs + RH], extra[oz:oz + RH],
+                                    hb[ohp:ohp + RH], h_new, RH, one)
+                else:
+                    _rnn_infer_flat(gates[oz:oz + RH], h_new, RH, relu)
+            # carry the last states over to slot 0 for the next block
+            last = oh + p * RH
+            for e in range(RH):
+                hb[oh + e] = hb[last + e]
+            if cell == LSTM:
+                for e in range(RH):
+                    cb[oh + e] = cb[last + e]
+    # linear head on the top layer's last hidden state (now in its slot 0)
+    top = (L - 1) * LB
+    for r in range(rows):
+        for o in range(O):
+            acc = zero
+            for j in range(H):
+                acc += hb[top + r * H + j] * head_w[o * H + j]
+            out[(r0 + r) * O + o] = acc + head_b[o]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn,
+                   head_w, head_b, out, ws_x, ws_h, ws_c, ws_g, ws_e, blas_h, one):
+    """Predictions of a stack of L layers and a linear head for N samples.
+
+    All arrays flat (C order) unless said; shapes in brackets.
+
+    Parameters
+    ----------
+    cell, L : int
+        Cell code, layers.
+    N, batch, n_chunks : int
+        Samples; batches of ``batch`` samples run one after another, each split into
+        at most ``n_chunks`` chunks of at least two rows (as :func:`chunk_bounds`)
+        that run in parallel.
+    T, F, H, O : int
+        Steps, input features, hidden units, outputs.
+    P : int
+        Steps per block (the chunks' gate buffers hold P steps).
+    X : [N, T, F]
+        Batch-first inputs.
+    w_ihT : [G*F*H + (L-1)*G*H*H]
+        Input weights of every layer, transposed gate by gate (as :func:`_layer_forward`).
+    w_hhT : (L*G*H, H) 2-D array
+        Recurrent weights of every layer, transposed gate by gate.
+    bias : [L*G*H]; b_hn : [L*H]
+        As :func:`_layer_forward`'s, for every layer.
+    head_w : [O*H]; head_b : [O]
+    out : [N, O]
+        Written with the predictions.
+    ws_x, ws_h, ws_c, ws_g, ws_e : 2-D arrays, one row per chunk
+        Work space of the chunks (see :func:`_infer_chunk`).
+    blas_h : bool
+    one : scalar of the arrays' dtype
+
+    One parallel loop per batch, over its chunks; a chunk runs all layers, all steps
+    and the head for its rows, so a batch needs one parallel region (the layer-wise
+    forward needs two per layer and block of steps) and no Python in between.
+    """
+    for start in range(0, N, batch):
+        b = min(batch, N - start)
+        nc = max(1, min(n_chunks, b // 2))
+        for c in prange(nc):
+            r0 = start + (c * b + nc // 2) // nc
+            r1 = start + ((c + 1) * b + nc // 2) // nc
+            _infer_chunk(cell, L, r0, r1 - r0, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn,
+                         head_w, head_b, out, ws_x[c], ws_h[c], ws_c[c], ws_g[c], ws_e[c],
+                         blas_h, one)
+
+
+# ----------------------------------------------------------------------------
 # layer-level drivers (plain Python: buffers and dispatch)
 # ----------------------------------------------------------------------------
 
@@ -1012,3 +1237,79 @@ def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None,
                         dtype.type(1))
     dh_start = dh_rec + dh_dir if cell == GRU else dh_rec
     return (dx if need_dx else None), dw_ih, dw_hh, db_ih, db_hh, dh_start, dc
+
+
+#: Bytes of gates a chunk of the inference path computes at once (P steps of its rows):
+#: they stay in the core's own L2 cache while the recurrence uses them.
+INFER_BLOCK_BYTES = 2 ** 19
+
+
+def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None):
+    """Predictions of a stack of recurrent layers with a linear head on the last step.
+
+    Parameters
+    ----------
+    cell : int
+    X : (N, T, F) array
+        Batch-first inputs, float32 or float64 (the dtype of everything).
+    layers : sequence of (w_ih, w_hh, b_ih, b_hh)
+        Parameters of each layer, PyTorch's layout.
+    head_w, head_b : (O, H), (O,) arrays
+    batch_size : int
+        Samples per batch; batches run one after another.
+    n_chunks : int
+        Chunks of a batch that run in parallel (at least two rows each).
+    use_blas : bool or None
+
+    Returns
+    -------
+    (N, O) array
+
+    The hidden states are those of :func:`layer_forward` bit for bit; results do not
+    depend on ``n_chunks``, the thread count or ``batch_size``. One kernel call for all
+    batches, one parallel region per batch (see :func:`_stack_predict`).
+    """
+    dtype = X.dtype
+    X = np.ascontiguousarray(X)
+    N, T, F = X.shape
+    L = len(layers)
+    GH, H = layers[0][1].shape
+    G = GH // H
+    O = head_w.shape[0]
+    out = np.empty((N, O), dtype=dtype)
+    if N == 0:
+        return out
+    batch = max(1, min(int(batch_size), N))
+    # chunk rows and count, for a full batch and for a shorter last one
+    sizes = {batch, N % batch or batch}
+    bounds = [chunk_bounds(b, n_chunks) for b in sizes]
+    slots = max(len(bd) - 1 for bd in bounds)
+    R = max(int(np.max(np.diff(bd))) for bd in bounds)
+    P = max(1, min(T, INFER_BLOCK_BYTES // (GH * R * dtype.itemsize)))
+    w_ihT = np.concatenate([
+        np.asarray(w_ih, dtype=dtype).reshape(G, H, -1).transpose(0, 2, 1).reshape(-1)
+        for w_ih, _, _, _ in layers])
+    w_hhT = np.ascontiguousarray(np.stack([
+        np.asarray(w_hh, dtype=dtype).reshape(G, H, H).transpose(0, 2, 1)
+        for _, w_hh, _, _ in layers]).reshape(L * G * H, H))
+    bias = np.empty((L, GH), dtype=dtype)
+    b_hn = np.zeros((L, H), dtype=dtype)
+    for k, (_, _, b_ih, b_hh) in enumerate(layers):
+        bias[k] = b_ih + b_hh
+        if cell == GRU:
+            bias[k, 2 * H:] = b_ih[2 * H:]
+            b_hn[k] = b_hh[2 * H:]
+    state = L * (P + 1) * R * H
+    ws_x = np.empty((slots, P * R * F), dtype=dtype)
+    ws_h = np.empty((slots, state), dtype=dtype)
+    ws_c = np.empty((slots, state if cell == LSTM else 1), dtype=dtype)
+    ws_g = np.empty((slots, G * P * R * H), dtype=dtype)
+    ws_e = np.empty((slots, P * R * H if cell == GRU else 1), dtype=dtype)
+    with kernel_context():
+        _stack_predict(cell, L, N, batch, int(n_chunks), T, F, H, O, P, _flat(X), w_ihT,
+                       w_hhT, _flat(bias), _flat(b_hn),
+                       _flat(np.ascontiguousarray(head_w, dtype=dtype)),
+                       np.ascontiguousarray(head_b, dtype=dtype), _flat(out), ws_x, ws_h,
+                       ws_c, ws_g, ws_e, _use_blas(use_blas, H), dtype.type(1))
+    return out
+
