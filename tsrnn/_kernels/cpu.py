@@ -41,9 +41,13 @@ after a product and halved the speed of the parallel regions that followed.
   parallel loop over its chunks, each running every layer (P steps at a time, input
   side then recurrence, as above), the head included, in its own buffers and without
   keeping gates. The layer-wise path needs two parallel regions per layer and block of
-  steps plus Python in between: W1-W3 predicted 1.3-1.5x faster. From H = 128 the
-  recurrent products run in tiles of <= 16 rows that stay in OpenBLAS's small-matrix
-  kernels (one large call per gate re-packed the weights every step: W4 +10%).
+  steps plus Python in between (on the Xeon VM: W2 +13%, W3 +10-25%, W1 and W4 within
+  noise). From H = 128 the recurrent products run in tiles of <= 16 rows that stay in
+  OpenBLAS's small-matrix kernels (one large call per gate re-packed the weights every
+  step: W4 +10% on the Zen 4 VM, within noise on the Xeon VM).
+  For small H the cell update, not the product, is the larger cost: one step of a
+  32-row W1 chunk (LSTM H=32, one thread) takes 2.6 us of gate functions and 1.7 us
+  for the four 32x32x32 products (150 GFLOP/s).
 * float32 uses vectorisable exp/sigmoid/tanh (~1-2 ulp): ``math.exp``/``math.tanh`` are
   scalar library calls that stop the loops from vectorising (~10x slower here).
   float64 keeps ``math.exp``/``math.tanh``. Their polynomials use explicit fused
