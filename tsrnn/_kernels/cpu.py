@@ -498,20 +498,6 @@ def _gru_infer_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
 
 
 @njit(cache=True, error_model="numpy")
-def _rnn_infer_flat(z, h_new, n, relu):
-    """:func:`_rnn_forward_flat` without storing the pre-activations (inference)."""
-    if relu:
-        for e in range(n):
-            v = z[e]
-            if v < 0:
-                v = v - v
-            h_new[e] = v
-    else:
-        for e in range(n):
-            h_new[e] = _tanh(z[e])
-
-
-@njit(cache=True, error_model="numpy")
 def _lstm_backward_flat(zi, zf, zg, zo, dh_out, dh_rec, dc, c, c_prev, n, one):
     """Activated gates in, pre-activation gradients out; dc: in/out."""
     for e in range(n):
@@ -975,7 +961,7 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, 
                                     gates[oz + 2 * gs:oz + 2 * gs + RH], extra[oz:oz + RH],
                                     hb[ohp:ohp + RH], h_new, RH, one)
                 else:
-                    _rnn_infer_flat(gates[oz:oz + RH], h_new, RH, relu)
+                    _rnn_forward_flat(gates[oz:oz + RH], h_new, RH, relu)  # z is scratch here
             # carry the last states over to slot 0 for the next block
             last = oh + p * RH
             for e in range(RH):
