@@ -77,6 +77,49 @@ def assert_rel(a, b, tol):
 
 
 # ----------------------------------------------------------------------------
+# float32 activations
+# ----------------------------------------------------------------------------
+
+
+def test_float32_activations_accuracy_and_range():
+    """The rational float32 tanh and sigmoid against float64, on a dense grid, at the
+    clamps and beyond, with NaN and infinities (benchmarks/activations.py sweeps every
+    float32)."""
+    from numba import njit
+
+    @njit
+    def evaluate(x):
+        t = np.empty_like(x)
+        s = np.empty_like(x)
+        for i in range(x.size):
+            t[i] = cpu._tanh(x[i])
+            s[i] = cpu._sigmoid(x[i])
+        return t, s
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-25, 25, 400001), rng.standard_normal(100000) * 3,
+                        np.geomspace(1e-30, 1e-2, 1000), -np.geomspace(1e-30, 1e-2, 1000),
+                        [0.0, 8.999, 9.0, 9.001, 17.999, 18.0, 18.001, 1e30, -1e30]])
+    x = x.astype(np.float32)
+    t, s = evaluate(x)
+    xd = x.astype(np.float64)
+    assert t.dtype == s.dtype == np.float32
+    assert np.max(np.abs(t - np.tanh(xd))) < 3.5e-7
+    exact_sigmoid = 0.5 + 0.5 * np.tanh(0.5 * xd)  # overflow-free, exact in float64
+    assert np.max(np.abs(s - exact_sigmoid)) < 2e-7
+    # relative accuracy of tanh near 0 (odd function, no cancellation)
+    small = np.abs(xd) < 0.5
+    assert np.max(np.abs(t[small] - np.tanh(xd[small])) / np.maximum(np.abs(xd[small]), 1e-300)) < 3e-7
+    assert np.all(np.abs(t) <= 1) and np.all((s >= 0) & (s <= 1))
+    np.testing.assert_array_equal(evaluate(-x)[0], -t)
+    special = np.array([np.nan, np.inf, -np.inf], dtype=np.float32)
+    t, s = evaluate(special)
+    assert np.isnan(t[0]) and np.isnan(s[0])  # divergence must stay visible
+    np.testing.assert_array_equal(t[1:], [1, -1])
+    np.testing.assert_array_equal(s[1:], [1, 0])
+
+
+# ----------------------------------------------------------------------------
 # forward
 # ----------------------------------------------------------------------------
 

@@ -45,13 +45,18 @@ after a product and halved the speed of the parallel regions that followed.
   noise). From H = 128 the recurrent products run in tiles of <= 16 rows that stay in
   OpenBLAS's small-matrix kernels (one large call per gate re-packed the weights every
   step: W4 +10% on the Zen 4 VM, within noise on the Xeon VM).
-  For small H the cell update, not the product, is the larger cost: one step of a
-  32-row W1 chunk (LSTM H=32, one thread) takes 2.6 us of gate functions and 1.7 us
+  For small H the products and the cell update cost about the same: one step of a
+  32-row W1 chunk (LSTM H=32, one thread) takes 1.3 us of gate functions and 1.7 us
   for the four 32x32x32 products (150 GFLOP/s).
-* float32 uses vectorisable exp/sigmoid/tanh (~1-2 ulp): ``math.exp``/``math.tanh`` are
-  scalar library calls that stop the loops from vectorising (~10x slower here).
-  float64 keeps ``math.exp``/``math.tanh``. Their polynomials use explicit fused
-  multiply-adds (:func:`_fma`, 27% faster LSTM cell updates); no fastmath flags.
+* float32 tanh and sigmoid are rational functions (8 multiply-adds, one division, no
+  exp; max errors 3.1e-7 and 1.8e-7 over every float32, see :func:`_tanh_f32`),
+  vectorised with 512-bit registers where AVX-512 exists (:func:`_wide_vectors`): LSTM cell updates 2x faster
+  than with exp-based formulas (1.3 vs 2.6 us per 1,024 units on the Xeon VM).
+  ``math.exp``/``math.tanh`` are scalar library calls that stop the loops from
+  vectorising (~10x slower); float64 keeps them (exact; for gradient checks).
+  Polynomials use explicit fused multiply-adds (:func:`_fma`); no fastmath flags.
+* Layers with few input features (``SMALL_INPUT_FEATURES``) compute their input side
+  as one product ``[x, 1] @ [w_ih.T; b]`` per gate.
 
 Determinism: samples never interact in the recurrence, and every reduction is split by
 the shapes only, so results are bit-identical across runs and do not depend on the
@@ -96,6 +101,13 @@ INPUT_BLOCK_BYTES = 2 ** 21
 #: 16 rows (see :func:`_infer_chunk`); tiles stay in OpenBLAS's small-matrix kernels.
 TILE_MIN_HIDDEN = 128
 TILE_MAX_HIDDEN = 512
+#: Layers with at most this many input features compute their input side
+#: ``x @ w_ih.T + b`` as one product ``[x, 1] @ [w_ih.T; b]`` per gate (inputs with a
+#: column of ones, weights with the bias as a last row), in training and inference
+#: alike; larger inputs get the bias as a rank-1 product with ones, then ``x @ w_ih.T``
+#: accumulated onto it. For W1 (F = 1) that halves the input side (0.6 vs 1.2 us per
+#: step of 64 rows on the Xeon VM).
+SMALL_INPUT_FEATURES = 4
 #: Blocks of time steps for the input-gradient products (fixed by the shapes, never
 #: by the thread count).
 N_STEP_BLOCKS = 4
@@ -232,7 +244,7 @@ def kernel_context():
 
 
 # ----------------------------------------------------------------------------
-# scalar nonlinearities: exact in float64, vectorisable ~1-2 ulp in float32
+# scalar nonlinearities: exact in float64, vectorisable rational forms in float32
 # ----------------------------------------------------------------------------
 
 
@@ -273,38 +285,66 @@ def _fma(typingctx, a, b, c):
     return sig, codegen
 
 
-@njit(cache=True)
-def _exp_f32(x):
-    """exp of a float32 without library calls (vectorises); max error < 1 ulp.
+#: float32 tanh(x) ~= x P(x^2) / Q(x^2) for |x| <= TANH_CLAMP, beyond which tanh rounds
+#: to +-1 in float32: a minimax fit of the relative error made by
+#: ``benchmarks/activations.py``, which also measures the errors quoted below.
+TANH_CLAMP = 9.0
+TANH_P = (1.0, 0.13381009, 0.0034955684, 2.0608759e-05, 1.33542235e-08)
+TANH_Q = (1.0, 0.46714324, 0.025876908, 0.00032856024, 7.7763764e-07)
+#: sigmoid(v) = 1/2 + tanh(v/2)/2 = 1/2 + v P(v^2/4) / (4 Q(v^2/4)): the same fit with
+#: coefficients scaled by powers of two (exact), so no multiplication by 1/2 is needed.
+SIGMOID_P = tuple(c / 4 ** (k + 1) for k, c in enumerate(TANH_P))
+SIGMOID_Q = tuple(c / 4 ** k for k, c in enumerate(TANH_Q))
 
-    Cody-Waite reduction x = n ln2 + r, a degree-6 polynomial for e^r (Cephes expf),
-    2^n from the exponent bits; multiply-adds fused (:func:`_fma`). Inputs are clamped
-    to [-87, 88]; NaN stays NaN.
+
+@njit(cache=True)
+def _rational_f32(v, clamp, p, q):
+    """``a P(a^2) / Q(a^2)`` with ``a = v`` clamped to [-clamp, clamp] (float32; p, q
+    tuples of 5 coefficients, lowest degree first): 8 multiply-adds, no exp, so that
+    it vectorises into few instructions. NaN stays NaN."""
+    # builtin min/max compile to vminps/vmaxps, NaN kept (if-statements compiled to a
+    # compare and a blend each: a quarter of an LSTM cell update's instructions)
+    a = max(min(v, np.float32(clamp)), np.float32(-clamp))
+    z = a * a
+    num = _fma(np.float32(p[4]), z, np.float32(p[3]))
+    num = _fma(num, z, np.float32(p[2]))
+    num = _fma(num, z, np.float32(p[1]))
+    num = _fma(num, z, np.float32(p[0]))
+    den = _fma(np.float32(q[4]), z, np.float32(q[3]))
+    den = _fma(den, z, np.float32(q[2]))
+    den = _fma(den, z, np.float32(q[1]))
+    den = _fma(den, z, np.float32(q[0]))
+    return a * num / den
+
+
+@njit(cache=True)
+def _tanh_f32(v):
+    """tanh of a float32: max error 3.1e-7 (5.2 ulp near +-1), |result| <= 1.
+
+    Rounding in the two polynomials, not the fit, makes the error; the clamp to
+    [-1, 1] removes their few-ulp overshoot near the clamp of x. The exp-based formula
+    this replaced was 1.3 ulp and made LSTM cell updates 2x slower.
     """
-    if x < np.float32(-87.0):
-        x = np.float32(-87.0)
-    if x > np.float32(88.0):
-        x = np.float32(88.0)
-    n = _fma(x, np.float32(1.44269504088896341), np.float32(12582912.0)) - np.float32(12582912.0)
-    r = _fma(-n, np.float32(0.693359375), x)
-    r = _fma(-n, np.float32(-2.12194440e-4), r)
-    p = np.float32(1.9875691500e-4)
-    p = _fma(p, r, np.float32(1.3981999507e-3))
-    p = _fma(p, r, np.float32(8.3334519073e-3))
-    p = _fma(p, r, np.float32(4.1665795894e-2))
-    p = _fma(p, r, np.float32(1.6666665459e-1))
-    p = _fma(p, r, np.float32(5.0000001201e-1))
-    p = _fma(p, r * r, r) + np.float32(1.0)
-    bits = np.int32((np.int32(n) + np.int32(127)) << np.int32(23))
-    return p * bits.view(np.float32)
+    t = _rational_f32(v, TANH_CLAMP, TANH_P, TANH_Q)
+    return max(min(t, np.float32(1.0)), np.float32(-1.0))
+
+
+@njit(cache=True)
+def _sigmoid_f32(v):
+    """Logistic function of a float32: max absolute error 1.8e-7, result in [0, 1].
+
+    The relative error grows for outputs below ~1e-6, where the absolute error is what
+    matters in a gate.
+    """
+    s = _rational_f32(v, 2 * TANH_CLAMP, SIGMOID_P, SIGMOID_Q) + np.float32(0.5)
+    return max(min(s, np.float32(1.0)), np.float32(0.0))
 
 
 @overload(_sigmoid)
 def _sigmoid_impl(v):
     if _is_float32(v):
         def sigmoid_f32(v):
-            # 1 / (1 + e^-v): max error ~2.5 ulp (outputs below 1.2e-38 flush to ~6e-39)
-            return np.float32(1.0) / (np.float32(1.0) + _exp_f32(-v))
+            return _sigmoid_f32(v)
         return sigmoid_f32
 
     def sigmoid_exact(v):
@@ -320,25 +360,32 @@ def _sigmoid_impl(v):
 def _tanh_impl(v):
     if _is_float32(v):
         def tanh_f32(v):
-            # |v| < 0.625: odd polynomial (Cephes tanhf); else 1 - 2 / (e^{2|v|} + 1)
-            # with the sign of v. Both are computed (no branch): max error ~1.3 ulp.
-            a = abs(v)
-            big = np.float32(1.0) - np.float32(2.0) / (_exp_f32(a + a) + np.float32(1.0))
-            if v < np.float32(0.0):
-                big = -big
-            z = v * v
-            p = np.float32(-5.70498872745e-3)
-            p = _fma(p, z, np.float32(2.06390887954e-2))
-            p = _fma(p, z, np.float32(-5.37397155531e-2))
-            p = _fma(p, z, np.float32(1.33314422036e-1))
-            p = _fma(p, z, np.float32(-3.33332819422e-1))
-            small = _fma(p * z, v, v)
-            return small if a < np.float32(0.625) else big
+            return _tanh_f32(v)
         return tanh_f32
 
     def tanh_exact(v):
         return math.tanh(v)
     return tanh_exact
+
+
+@intrinsic
+def _wide_vectors(typingctx):
+    """Let the loops of the calling function vectorise with 512-bit registers.
+
+    LLVM's tuning for many AVX-512 CPUs (Ice Lake, Rocket Lake, Sapphire Rapids) prefers
+    256-bit vectors; for the compute-bound cell updates 512-bit ones are 15-20% faster
+    (measured on the Xeon VM). Sets the function attribute ``prefer-vector-width=512``,
+    which only matters where AVX-512 exists. Call it first in the function.
+    """
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        # llvmlite checks attribute names against a fixed list that lacks this
+        # string attribute; it is valid LLVM IR.
+        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # ----------------------------------------------------------------------------
@@ -435,6 +482,7 @@ def _loop_gemm(a, w, row_off, col_off, c, accumulate):
 @njit(cache=True, error_model="numpy")
 def _lstm_forward_flat(zi, zf, zg, zo, c_prev, c_new, h_new, n):
     """Pre-activations (zi, zf, zg, zo) in, activated gates out."""
+    _wide_vectors()
     for e in range(n):
         gi = _sigmoid(zi[e])
         gf = _sigmoid(zf[e])
@@ -452,6 +500,7 @@ def _lstm_forward_flat(zi, zf, zg, zo, c_prev, c_new, h_new, n):
 @njit(cache=True, error_model="numpy")
 def _gru_forward_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
     """Pre-activations (r, z complete; n input side) in, gates out; hn = W_hn h + b_hn."""
+    _wide_vectors()
     for e in range(n):
         gr = _sigmoid(zr[e])
         gz = _sigmoid(zz[e])
@@ -464,6 +513,7 @@ def _gru_forward_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
 
 @njit(cache=True, error_model="numpy")
 def _rnn_forward_flat(z, h_new, n, relu):
+    _wide_vectors()
     if relu:
         for e in range(n):
             v = z[e]
@@ -482,6 +532,7 @@ def _rnn_forward_flat(z, h_new, n, relu):
 def _lstm_infer_flat(zi, zf, zg, zo, c_prev, c_new, h_new, n):
     """:func:`_lstm_forward_flat` without storing the activated gates (inference):
     the same arithmetic, so the same states, with 4 fewer stores per unit."""
+    _wide_vectors()
     for e in range(n):
         cc = _sigmoid(zf[e]) * c_prev[e] + _sigmoid(zi[e]) * _tanh(zg[e])
         c_new[e] = cc
@@ -491,6 +542,7 @@ def _lstm_infer_flat(zi, zf, zg, zo, c_prev, c_new, h_new, n):
 @njit(cache=True, error_model="numpy")
 def _gru_infer_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
     """:func:`_gru_forward_flat` without storing the gates (inference)."""
+    _wide_vectors()
     for e in range(n):
         gz = _sigmoid(zz[e])
         gn = _tanh(zn[e] + _sigmoid(zr[e]) * hn[e])
@@ -500,6 +552,7 @@ def _gru_infer_flat(zr, zz, zn, hn, h_prev, h_new, n, one):
 @njit(cache=True, error_model="numpy")
 def _lstm_backward_flat(zi, zf, zg, zo, dh_out, dh_rec, dc, c, c_prev, n, one):
     """Activated gates in, pre-activation gradients out; dc: in/out."""
+    _wide_vectors()
     for e in range(n):
         dh = dh_out[e] + dh_rec[e]
         gi = zi[e]
@@ -519,6 +572,7 @@ def _lstm_backward_flat(zi, zf, zg, zo, dh_out, dh_rec, dc, c, c_prev, n, one):
 def _gru_backward_flat(zr, zz, zn, zhn, hn, h_prev, dh_out, dh_rec, dh_dir, n, one):
     """Gates in, input-side dZ out; zhn: recurrent-side dZ of the n gate (dn_pre * r);
     dh_dir: direct gradient h_prev <- h through the update gate, in/out."""
+    _wide_vectors()
     for e in range(n):
         dh = dh_out[e] + dh_rec[e] + dh_dir[e]
         gr = zr[e]
@@ -534,6 +588,7 @@ def _gru_backward_flat(zr, zz, zn, zhn, hn, h_prev, dh_out, dh_rec, dh_dir, n, o
 
 @njit(cache=True, error_model="numpy")
 def _rnn_backward_flat(z, dh_out, dh_rec, n, relu, one):
+    _wide_vectors()
     if relu:
         for e in range(n):
             dh = dh_out[e] + dh_rec[e]
@@ -555,9 +610,10 @@ def _rnn_backward_flat(z, dh_out, dh_rec, n, relu, one):
 
 @njit(cache=True, error_model="numpy")
 def _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT, bias, b_hn,
-                        gates, extra, ones, one):
+                        gates, extra, ones, augmented, one):
     """Input side ``x @ w_ih.T + bias`` of one (gate, quarter of rows) item of steps
-    p0..p1 of the block starting at step ta."""
+    p0..p1 of the block starting at step ta (``augmented``: x ends with a column of
+    ones and each gate's block of w_ihT with the bias, see SMALL_INPUT_FEATURES)."""
     G = 4 if cell == LSTM else (3 if cell == GRU else 1)
     BH = B * H
     n_rows = (p1 - p0) * B
@@ -568,9 +624,15 @@ def _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT, bia
     zero = one - one
     if g < G:
         og = g * S * BH + p0 * BH + r0 * H
-        _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, bias, g * H, H, zero, gates, og, H)
-        _blas_gemm(0, 0, r1 - r0, H, F, one, x, ((ta + p0) * B + r0) * F, F,
-                   w_ihT.reshape(-1), g * F * H, H, one, gates, og, H)
+        ox = ((ta + p0) * B + r0) * F
+        if augmented:
+            _blas_gemm(0, 0, r1 - r0, H, F, one, x, ox, F, w_ihT.reshape(-1), g * F * H, H,
+                       zero, gates, og, H)
+        else:
+            _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, bias, g * H, H, zero, gates, og,
+                       H)
+            _blas_gemm(0, 0, r1 - r0, H, F, one, x, ox, F, w_ihT.reshape(-1), g * F * H, H,
+                       one, gates, og, H)
     else:  # GRU: W_hn h + b_hn starts from b_hn
         _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, b_hn, 0, H, zero, extra,
                    p0 * BH + r0 * H, H)
@@ -627,7 +689,7 @@ def _forward_chunk(cell, b0, b1, blk, starts, p0, p1, B, H, S, h_buf, c_buf, w_h
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, b_hn, gates,
-                   extra, ones, starts, chunks, blas_h, one):
+                   extra, ones, starts, chunks, blas_h, augmented, one):
     """Forward of one layer over all T steps, in blocks of at most S steps.
 
     All arrays flat (C order); shapes in brackets.
@@ -637,12 +699,13 @@ def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, 
     cell : int
         Cell code.
     T, B, F, H, S : int
-        Steps, batch rows, input features, hidden units, steps per block (the last
-        block is the cached window).
+        Steps, batch rows, input columns (features, plus the column of ones if
+        ``augmented``), hidden units, steps per block (the last block is the cached
+        window).
     P : int
         Steps whose input side is computed at once (sized to stay in cache).
     x : [T, B, F]
-        Time-major inputs.
+        Time-major inputs (``augmented``: the last column is ones).
     h_buf : [T + 1, B, H]
         Block 0 holds h0 on entry; blocks 1..T are written with the hidden outputs.
     c_buf : [S + 1, B, H]
@@ -650,7 +713,8 @@ def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, 
         block (block 0) and the cell states of its steps. Unused otherwise.
     w_ihT : (G*F, H); w_hhT : (G*H, H) 2-D arrays
         Weights transposed gate by gate: ``w_ihT[g*F + p, j] = w_ih[g*H + j, p]``
-        (BLAS multiplies non-transposed operands fastest at small sizes).
+        (BLAS multiplies non-transposed operands fastest at small sizes);
+        ``augmented``: the last row of each gate's block is that gate's bias.
     bias : [G*H]
         ``b_ih + b_hh`` (GRU n block: ``b_in`` only). b_hn : [H] GRU ``b_hn``.
     gates : [G, S, B, H]
@@ -665,6 +729,8 @@ def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, 
         Chunk boundaries over the batch (each chunk >= 2 rows when B >= 2).
     blas_h : bool
         BLAS for the recurrent product (else fused loops).
+    augmented : bool
+        Inputs and input weights carry the bias (see SMALL_INPUT_FEATURES).
     one : scalar of the arrays' dtype
         1, typed (a bare literal would promote float32 to float64).
 
@@ -687,7 +753,7 @@ def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, 
             n_items = (G + 1) * n_sub if cell == GRU else G * n_sub
             for item in prange(n_items):
                 _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT,
-                                    bias, b_hn, gates, extra, ones, one)
+                                    bias, b_hn, gates, extra, ones, augmented, one)
             for c in prange(n_chunks):
                 _forward_chunk(cell, chunks[c], chunks[c + 1], blk, starts, p0, p1, B, H, S,
                                h_buf, c_buf, w_hhT, gates, extra, blas_h, one)
@@ -855,14 +921,15 @@ def _layer_backward(cell, T, B, F, H, K, gates, dzh_n, extra, h_buf, c_buf, x, d
 
 @njit(cache=True, error_model="numpy")
 def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, head_w,
-                 head_b, out, xt, hb, cb, gates, extra, blas_h, one):
+                 head_b, out, xt, hb, cb, gates, extra, ones, blas_h, augmented, one):
     """Predictions for the batch rows r0..r0+rows: every layer, every step, the head.
 
     Works in the chunk's own buffers (``rows`` rows, time-major, gate-major gates),
     P steps at a time, all layers per block of steps (the layers of a row never need
-    other rows): ``xt`` [P, rows, F] the block's inputs; ``hb`` [L, P + 1, rows, H] and
-    ``cb`` (LSTM) the hidden and cell states of each layer, slot 0 the state before the
-    block; ``gates`` [G, P, rows, H]; ``extra`` [P, rows, H] GRU ``W_hn h + b_hn``.
+    other rows): ``xt`` [P, rows, Fa] the block's inputs (``Fa = F + 1`` with a column
+    of ones if ``augmented``, else F); ``hb`` [L, P + 1, rows, H] and ``cb`` (LSTM) the
+    hidden and cell states of each layer, slot 0 the state before the block; ``gates``
+    [G, P, rows, H]; ``extra`` [P, rows, H] GRU ``W_hn h + b_hn``; ``ones`` [P*rows].
     The products and the cell updates are those of :func:`_layer_forward`, in the same
     order, so the hidden states are bit-identical to the training forward's.
     """
@@ -871,6 +938,7 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, 
     is_gru = cell == GRU
     RH = rows * H
     LB = (P + 1) * RH  # one layer's state block
+    Fa = F + 1 if augmented else F
     # column tiles of the recurrent products (0: one call per gate); fixed by H alone
     tile_n = 0 if H < TILE_MIN_HIDDEN or H > TILE_MAX_HIDDEN else (128 if H <= 256 else 64)
     gs = P * RH
@@ -884,40 +952,41 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, 
                 cb[k * LB + e] = zero
     for t0 in range(0, T, P):
         p = min(P, T - t0)
-        # the block's layer-0 inputs, time-major: xt[s, r, :] = X[r0 + r, t0 + s, :]
+        # the block's layer-0 inputs, time-major: xt[s, r, :F] = X[r0 + r, t0 + s, :]
         for s in range(p):
             for r in range(rows):
                 src = ((r0 + r) * T + t0 + s) * F
-                dst = (s * rows + r) * F
+                dst = (s * rows + r) * Fa
                 for f in range(F):
                     xt[dst + f] = X[src + f]
+                if augmented:
+                    xt[dst + F] = one
         for k in range(L):
             if k == 0:
                 src_x = xt
                 osx = 0
-                Fk = F
+                Fk = Fa
                 ow = 0
             else:
                 src_x = hb
                 osx = (k - 1) * LB + RH  # outputs of layer k - 1 in this block
                 Fk = H
-                ow = G * F * H + (k - 1) * G * H * H
+                ow = G * Fa * H + (k - 1) * G * H * H
             oh = k * LB
-            # input side of the block: the bias broadcast (a copy: the same values as
-            # the training forward's rank-1 product with ones, without a BLAS call per
-            # gate), then x @ w_ih.T accumulated onto it
+            # input side of the block, as the training forward's (_forward_input_item)
             for g in range(G):
-                ob = (k * G + g) * H
                 og = g * gs
-                for i in range(p * rows):
-                    for j in range(H):
-                        gates[og + i * H + j] = bias[ob + j]
-                _blas_gemm(0, 0, p * rows, H, Fk, one, src_x, osx, Fk, w_ihT, ow + g * Fk * H,
-                           H, one, gates, og, H)
+                if k == 0 and augmented:  # [x, 1] @ [w_ih.T; b]
+                    _blas_gemm(0, 0, p * rows, H, Fk, one, src_x, osx, Fk, w_ihT,
+                               ow + g * Fk * H, H, zero, gates, og, H)
+                else:  # the bias as a rank-1 product, then x @ w_ih.T onto it
+                    _blas_gemm(0, 0, p * rows, H, 1, one, ones, 0, 1, bias, (k * G + g) * H,
+                               H, zero, gates, og, H)
+                    _blas_gemm(0, 0, p * rows, H, Fk, one, src_x, osx, Fk, w_ihT,
+                               ow + g * Fk * H, H, one, gates, og, H)
             if is_gru:
-                for i in range(p * rows):
-                    for j in range(H):
-                        extra[i * H + j] = b_hn[k * H + j]
+                _blas_gemm(0, 0, p * rows, H, 1, one, ones, 0, 1, b_hn, k * H, H, zero, extra,
+                           0, H)
             for s in range(p):
                 oz = s * RH
                 ohp = oh + s * RH
@@ -981,7 +1050,8 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn,
-                   head_w, head_b, out, ws_x, ws_h, ws_c, ws_g, ws_e, blas_h, one):
+                   head_w, head_b, out, ws_x, ws_h, ws_c, ws_g, ws_e, ones, blas_h, augmented,
+                   one):
     """Predictions of a stack of L layers and a linear head for N samples.
 
     All arrays flat (C order) unless said; shapes in brackets.
@@ -1000,8 +1070,9 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, 
         Steps per block (the chunks' gate buffers hold P steps).
     X : [N, T, F]
         Batch-first inputs.
-    w_ihT : [G*F*H + (L-1)*G*H*H]
-        Input weights of every layer, transposed gate by gate (as :func:`_layer_forward`).
+    w_ihT : [G*Fa*H + (L-1)*G*H*H]
+        Input weights of every layer, transposed gate by gate (as :func:`_layer_forward`;
+        ``Fa = F + 1`` with the bias rows if ``augmented``, else F).
     w_hhT : (L*G*H, H) 2-D array
         Recurrent weights of every layer, transposed gate by gate.
     bias : [L*G*H]; b_hn : [L*H]
@@ -1011,7 +1082,10 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, 
         Written with the predictions.
     ws_x, ws_h, ws_c, ws_g, ws_e : 2-D arrays, one row per chunk
         Work space of the chunks (see :func:`_infer_chunk`).
-    blas_h : bool
+    ones : [P*R] ones, R the most rows of a chunk
+    blas_h, augmented : bool
+        BLAS for the recurrent products; layer 0's input side as one product (see
+        SMALL_INPUT_FEATURES).
     one : scalar of the arrays' dtype
 
     One parallel loop per batch, over its chunks; a chunk runs all layers, all steps
@@ -1026,7 +1100,7 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, 
             r1 = start + ((c + 1) * b + nc // 2) // nc
             _infer_chunk(cell, L, r0, r1 - r0, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn,
                          head_w, head_b, out, ws_x[c], ws_h[c], ws_c[c], ws_g[c], ws_e[c],
-                         blas_h, one)
+                         ones, blas_h, augmented, one)
 
 
 # ----------------------------------------------------------------------------
@@ -1081,6 +1155,22 @@ def _ones(n, dtype):
 
 def _flat(a):
     return a.reshape(-1)
+
+
+def _augment(x, w_ihT, bias, G):
+    """``[x, 1]`` and, gate by gate, ``[w_ih.T; b]`` (see SMALL_INPUT_FEATURES).
+
+    ``x`` (..., F) -> (..., F + 1); ``w_ihT`` (G*F, H) -> (G*(F + 1), H).
+    """
+    F = x.shape[-1]
+    H = w_ihT.shape[1]
+    x_aug = np.empty(x.shape[:-1] + (F + 1,), dtype=x.dtype)
+    x_aug[..., :F] = x
+    x_aug[..., F] = 1
+    w_aug = np.empty((G, F + 1, H), dtype=w_ihT.dtype)
+    w_aug[:, :F] = w_ihT.reshape(G, F, H)
+    w_aug[:, F] = bias.reshape(G, H)
+    return x_aug, w_aug.reshape(G * (F + 1), H)
 
 
 def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks=1,
@@ -1138,6 +1228,11 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks
     else:
         b_hn = bias[:1]
         extra = np.empty((1, 1, 1), dtype=dtype)
+    augmented = F <= SMALL_INPUT_FEATURES
+    x_in, F_in = x, F
+    if augmented:
+        x_in, w_ihT = _augment(x, w_ihT, bias, G)
+        F_in = F + 1
     h_buf = np.empty((T + 1, B, H), dtype=dtype)
     h_buf[0] = h0
     if cell == LSTM:
@@ -1147,9 +1242,9 @@ def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks
         c_buf = np.empty((1, 1, 1), dtype=dtype)
     gates = np.empty((G, K, B, H), dtype=dtype)
     with kernel_context():
-        _layer_forward(cell, T, B, F, H, K, P, _flat(x), _flat(h_buf), _flat(c_buf), w_ihT,
-                       w_hhT, bias, b_hn, _flat(gates), _flat(extra), _ones(K * B, dtype),
-                       starts, chunks, blas_h, dtype.type(1))
+        _layer_forward(cell, T, B, F_in, H, K, P, _flat(x_in), _flat(h_buf), _flat(c_buf),
+                       w_ihT, w_hhT, bias, b_hn, _flat(gates), _flat(extra),
+                       _ones(K * B, dtype), starts, chunks, blas_h, augmented, dtype.type(1))
     h_out = h_buf[1:]
     if not keep:
         return h_out, None
@@ -1276,9 +1371,8 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     slots = max(len(bd) - 1 for bd in bounds)
     R = max(int(np.max(np.diff(bd))) for bd in bounds)
     P = max(1, min(T, INFER_BLOCK_BYTES // (GH * R * dtype.itemsize)))
-    w_ihT = np.concatenate([
-        np.asarray(w_ih, dtype=dtype).reshape(G, H, -1).transpose(0, 2, 1).reshape(-1)
-        for w_ih, _, _, _ in layers])
+    w_ihTs = [np.asarray(w_ih, dtype=dtype).reshape(G, H, -1).transpose(0, 2, 1)
+              .reshape(-1, H) for w_ih, _, _, _ in layers]
     w_hhT = np.ascontiguousarray(np.stack([
         np.asarray(w_hh, dtype=dtype).reshape(G, H, H).transpose(0, 2, 1)
         for _, w_hh, _, _ in layers]).reshape(L * G * H, H))
@@ -1289,8 +1383,13 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
         if cell == GRU:
             bias[k, 2 * H:] = b_ih[2 * H:]
             b_hn[k] = b_hh[2 * H:]
+    augmented = F <= SMALL_INPUT_FEATURES
+    Fa = F + 1 if augmented else F
+    if augmented:  # layer 0's input weights carry its bias, as in layer_forward
+        w_ihTs[0] = _augment(X[:0, 0], w_ihTs[0], bias[0], G)[1]
+    w_ihT = np.concatenate([w.reshape(-1) for w in w_ihTs])
     state = L * (P + 1) * R * H
-    ws_x = np.empty((slots, P * R * F), dtype=dtype)
+    ws_x = np.empty((slots, P * R * Fa), dtype=dtype)
     ws_h = np.empty((slots, state), dtype=dtype)
     ws_c = np.empty((slots, state if cell == LSTM else 1), dtype=dtype)
     ws_g = np.empty((slots, G * P * R * H), dtype=dtype)
@@ -1300,6 +1399,7 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
                        w_hhT, _flat(bias), _flat(b_hn),
                        _flat(np.ascontiguousarray(head_w, dtype=dtype)),
                        np.ascontiguousarray(head_b, dtype=dtype), _flat(out), ws_x, ws_h,
-                       ws_c, ws_g, ws_e, _use_blas(use_blas, H), dtype.type(1))
+                       ws_c, ws_g, ws_e, _ones(P * R, dtype), _use_blas(use_blas, H),
+                       augmented, dtype.type(1))
     return out
 
