@@ -38,31 +38,31 @@ after a product and halved the speed of the parallel regions that followed.
   one product over all K*B rows, which spends its time packing), and the input
   gradient over fixed blocks of steps.
 * Inference (:func:`stack_predict`): one kernel call for all batches; per batch one
-  parallel loop over its chunks, each running every layer (P steps at a time, input
-  side then recurrence, as above), the head included, in its own buffers and without
-  keeping gates. The layer-wise path needs two parallel regions per layer and block of
-  steps plus Python in between (on the Xeon VM: W2 +13%, W3 +10-25%, W1 and W4 within
-  noise). From H = 128 the recurrent products run in tiles of <= 16 rows that stay in
-  OpenBLAS's small-matrix kernels (one large call per gate re-packed the weights every
-  step: W4 +10% on the Zen 4 VM, within noise on the Xeon VM).
-  For small H the products and the cell update cost about the same: one step of a
-  32-row W1 chunk (LSTM H=32, one thread) takes 1.3 us of gate functions and 1.7 us
-  for the four 32x32x32 products (150 GFLOP/s).
+  parallel loop over its chunks, each running every layer and the head in its own
+  buffers. States there are **unit-major** (``(H, rows)``), so that a layer's step is
+  one product ``[w_hh, b, w_ih] @ [h; 1; x]`` (bias and input side in the inner
+  dimension; GRU: three) whose gate blocks are contiguous for the cell update. On the
+  Xeon VM this beat four per-gate products onto a precomputed input side by 20-25%
+  (W1: 1.6 us product + 1.3 us cell update per step of 32 rows, one thread); the
+  products run along the rows, so chunks have 32+ rows and multiples of ROW_BLOCK.
 * float32 tanh and sigmoid are rational functions (8 multiply-adds, one division, no
   exp; max errors 3.1e-7 and 1.8e-7 over every float32, see :func:`_tanh_f32`),
-  vectorised with 512-bit registers where AVX-512 exists (:func:`_wide_vectors`): LSTM cell updates 2x faster
-  than with exp-based formulas (1.3 vs 2.6 us per 1,024 units on the Xeon VM).
-  ``math.exp``/``math.tanh`` are scalar library calls that stop the loops from
-  vectorising (~10x slower); float64 keeps them (exact; for gradient checks).
-  Polynomials use explicit fused multiply-adds (:func:`_fma`); no fastmath flags.
-* Layers with few input features (``SMALL_INPUT_FEATURES``) compute their input side
-  as one product ``[x, 1] @ [w_ih.T; b]`` per gate.
+  vectorised with 512-bit registers where AVX-512 exists (:func:`_wide_vectors`):
+  LSTM cell updates 2x faster than with exp-based formulas (1.3 vs 2.6 us per 1,024
+  units on the Xeon VM). ``math.exp``/``math.tanh`` are scalar library calls that stop
+  the loops from vectorising (~10x slower); float64 keeps them (exact; for gradient
+  checks). Polynomials use explicit fused multiply-adds (:func:`_fma`); no fastmath.
+* Training layers with few input features (``SMALL_INPUT_FEATURES``) compute their
+  input side as one product ``[x, 1] @ [w_ih.T; b]`` per gate.
 
 Determinism: samples never interact in the recurrence, and every reduction is split by
 the shapes only, so results are bit-identical across runs and do not depend on the
 number of chunks or threads. (OpenBLAS computes a row of a product the same way whatever
 the number of rows, except single-row products, which go through GEMV: chunks therefore
-have at least two rows.)
+have at least two rows. In the unit-major inference products a row is a column, and
+columns in a ragged end go through narrower kernels that round differently: inference
+pads its products to multiples of ROW_BLOCK columns.) Inference equals the training
+forward up to rounding, not bit for bit.
 
 Truncated BPTT: the forward runs in blocks of K steps ending at T and keeps the gates of
 the last block only, so memory grows with K; the backward covers those K steps. The
@@ -97,10 +97,11 @@ BLAS_MIN_HIDDEN = 1
 #: (1.8x faster than whole sequences for LSTM H=256, B=256; 4 MB was 2x slower for
 #: GRU H=64, B=128).
 INPUT_BLOCK_BYTES = 2 ** 21
-#: Inference: recurrent products of hidden sizes in this range run in tiles of at most
-#: 16 rows (see :func:`_infer_chunk`); tiles stay in OpenBLAS's small-matrix kernels.
-TILE_MIN_HIDDEN = 128
-TILE_MAX_HIDDEN = 512
+#: Inference: chunks hold a multiple of this many rows (but the last of a batch), and
+#: their products are padded to a multiple of it: every row then goes through BLAS's
+#: full-width kernels, whose results do not depend on the row's position or on the
+#: chunk's size (the narrow kernels for a ragged end round differently).
+ROW_BLOCK = 16
 #: Layers with at most this many input features compute their input side
 #: ``x @ w_ih.T + b`` as one product ``[x, 1] @ [w_ih.T; b]`` per gate (inputs with a
 #: column of ones, weights with the bias as a last row), in training and inference
@@ -295,9 +296,13 @@ TANH_Q = (1.0, 0.46714324, 0.025876908, 0.00032856024, 7.7763764e-07)
 #: coefficients scaled by powers of two (exact), so no multiplication by 1/2 is needed.
 SIGMOID_P = tuple(c / 4 ** (k + 1) for k, c in enumerate(TANH_P))
 SIGMOID_Q = tuple(c / 4 ** k for k, c in enumerate(TANH_Q))
+# The scalar functions below are inlined by Numba itself (inline="always") and never
+# cached on their own: a callee loaded from Numba's cache is machine code that LLVM
+# cannot inline, so a loop compiled later around it does not vectorise (5x slower cell
+# updates whenever another process had cached the function first).
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _rational_f32(v, clamp, p, q):
     """``a P(a^2) / Q(a^2)`` with ``a = v`` clamped to [-clamp, clamp] (float32; p, q
     tuples of 5 coefficients, lowest degree first): 8 multiply-adds, no exp, so that
@@ -317,7 +322,7 @@ def _rational_f32(v, clamp, p, q):
     return a * num / den
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _tanh_f32(v):
     """tanh of a float32: max error 3.1e-7 (5.2 ulp near +-1), |result| <= 1.
 
@@ -329,7 +334,7 @@ def _tanh_f32(v):
     return max(min(t, np.float32(1.0)), np.float32(-1.0))
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _sigmoid_f32(v):
     """Logistic function of a float32: max absolute error 1.8e-7, result in [0, 1].
 
@@ -920,138 +925,112 @@ def _layer_backward(cell, T, B, F, H, K, gates, dzh_n, extra, h_buf, c_buf, x, d
 
 
 @njit(cache=True, error_model="numpy")
-def _infer_chunk(cell, L, r0, rows, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn, head_w,
-                 head_b, out, xt, hb, cb, gates, extra, ones, blas_h, augmented, one):
+def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b, out, sb,
+                 sc, z, xt, TB, blas_h, one):
     """Predictions for the batch rows r0..r0+rows: every layer, every step, the head.
 
-    Works in the chunk's own buffers (``rows`` rows, time-major, gate-major gates),
-    P steps at a time, all layers per block of steps (the layers of a row never need
-    other rows): ``xt`` [P, rows, Fa] the block's inputs (``Fa = F + 1`` with a column
-    of ones if ``augmented``, else F); ``hb`` [L, P + 1, rows, H] and ``cb`` (LSTM) the
-    hidden and cell states of each layer, slot 0 the state before the block; ``gates``
-    [G, P, rows, H]; ``extra`` [P, rows, H] GRU ``W_hn h + b_hn``; ``ones`` [P*rows].
-    The products and the cell updates are those of :func:`_layer_forward`, in the same
-    order, so the hidden states are bit-identical to the training forward's.
+    States are **unit-major** in the chunk's buffers (unit j of row r at ``j*n + r``,
+    n = rows padded to a multiple of ROW_BLOCK, padding columns computed on zero
+    inputs), so that a layer's pre-activations at a step are one product
+    ``Z (G*H, n) = A (G*H, Ka) @ S (Ka, n)`` with ``A = [w_hh, b, w_ih]`` and
+    ``S = [h; 1; x]`` (Ka = H + 1 + input size): the bias and the input side ride in
+    the inner dimension, and each gate's block of Z is contiguous for the cell update.
+    (GRU: rows r, z of A as above; n_h = [w_hn, b_hn] uses the first H + 1 rows of S,
+    n_x = [b_in, w_in] the last 1 + input rows: three products.)
+
+    ``sb`` [L, 2, Ka_max * n]: per layer two S buffers used alternately (step t reads
+    ``t % 2`` and the cell update writes h into the other: in-place updates would
+    defeat vectorisation); ``sc`` [L, 2, H * n] LSTM cell states, alike; ``z``
+    [G'*H*n] the products (G' = 4 for GRU); ``xt`` [TB, F, n] the inputs of TB steps,
+    unit-major (transposed once per block of steps: gathering them step by step, one
+    strided load per row, cost 7% of a W1 step). ``A`` holds every layer's matrix,
+    layer k at ``a_offsets[k]``, row-major (G'*H, Ka_k).
     """
     G = 4 if cell == LSTM else (3 if cell == GRU else 1)
     relu = cell == RNN_RELU
-    is_gru = cell == GRU
-    RH = rows * H
-    LB = (P + 1) * RH  # one layer's state block
-    Fa = F + 1 if augmented else F
-    # column tiles of the recurrent products (0: one call per gate); fixed by H alone
-    tile_n = 0 if H < TILE_MIN_HIDDEN or H > TILE_MAX_HIDDEN else (128 if H <= 256 else 64)
-    gs = P * RH
+    n = (rows + ROW_BLOCK - 1) // ROW_BLOCK * ROW_BLOCK  # columns, padded (ROW_BLOCK)
+    RH = n * H
     zero = one - one
-    wh = w_hhT.reshape(-1)
-    for k in range(L):  # zero initial states
-        for e in range(RH):
-            hb[k * LB + e] = zero
-        if cell == LSTM:
-            for e in range(RH):
-                cb[k * LB + e] = zero
-    for t0 in range(0, T, P):
-        p = min(P, T - t0)
-        # the block's layer-0 inputs, time-major: xt[s, r, :F] = X[r0 + r, t0 + s, :]
-        for s in range(p):
-            for r in range(rows):
-                src = ((r0 + r) * T + t0 + s) * F
-                dst = (s * rows + r) * Fa
-                for f in range(F):
-                    xt[dst + f] = X[src + f]
-                if augmented:
-                    xt[dst + F] = one
-        for k in range(L):
-            if k == 0:
-                src_x = xt
-                osx = 0
-                Fk = Fa
-                ow = 0
-            else:
-                src_x = hb
-                osx = (k - 1) * LB + RH  # outputs of layer k - 1 in this block
-                Fk = H
-                ow = G * Fa * H + (k - 1) * G * H * H
-            oh = k * LB
-            # input side of the block, as the training forward's (_forward_input_item)
-            for g in range(G):
-                og = g * gs
-                if k == 0 and augmented:  # [x, 1] @ [w_ih.T; b]
-                    _blas_gemm(0, 0, p * rows, H, Fk, one, src_x, osx, Fk, w_ihT,
-                               ow + g * Fk * H, H, zero, gates, og, H)
-                else:  # the bias as a rank-1 product, then x @ w_ih.T onto it
-                    _blas_gemm(0, 0, p * rows, H, 1, one, ones, 0, 1, bias, (k * G + g) * H,
-                               H, zero, gates, og, H)
-                    _blas_gemm(0, 0, p * rows, H, Fk, one, src_x, osx, Fk, w_ihT,
-                               ow + g * Fk * H, H, one, gates, og, H)
-            if is_gru:
-                _blas_gemm(0, 0, p * rows, H, 1, one, ones, 0, 1, b_hn, k * H, H, zero, extra,
-                           0, H)
-            for s in range(p):
-                oz = s * RH
-                ohp = oh + s * RH
-                for g in range(G):
-                    if is_gru and g == 2:
-                        tgt = extra
-                        otgt = oz
-                    else:
-                        tgt = gates
-                        otgt = oz + g * gs
-                    if blas_h and tile_n > 0:
-                        # tiles of <= 16 rows x tile_n columns: OpenBLAS's small-matrix
-                        # kernels, which read the weights in place; one call per gate
-                        # (128+ rows, H >= 128) packs the weights again every step, which
-                        # cost 13% of W4's time (105 vs 88 GFLOP/s). A row's result does
-                        # not depend on the tile (tiles have >= 2 rows, see chunk_bounds).
-                        n_rt = max(1, min((rows + 15) // 16, rows // 2))
-                        ow_g = (k * G + g) * H * H
-                        for q in range(n_rt):
-                            i0 = (q * rows + n_rt // 2) // n_rt
-                            i1 = ((q + 1) * rows + n_rt // 2) // n_rt
-                            for j0 in range(0, H, tile_n):
-                                nj = min(tile_n, H - j0)
-                                _blas_gemm(0, 0, i1 - i0, nj, H, one, hb, ohp + i0 * H, H,
-                                           wh, ow_g + j0, H, one, tgt, otgt + i0 * H + j0, H)
-                    elif blas_h:
-                        _blas_gemm(0, 0, rows, H, H, one, hb, ohp, H, wh, (k * G + g) * H * H,
-                                   H, one, tgt, otgt, H)
-                    else:
-                        _loop_gemm(hb[ohp:ohp + RH].reshape((rows, H)),
-                                   w_hhT[k * G * H:(k + 1) * G * H], g * H, 0,
-                                   tgt[otgt:otgt + RH].reshape((rows, H)), True)
-                h_new = hb[ohp + RH:ohp + 2 * RH]
-                if cell == LSTM:
-                    _lstm_infer_flat(gates[oz:oz + RH], gates[oz + gs:oz + gs + RH],
-                                     gates[oz + 2 * gs:oz + 2 * gs + RH],
-                                     gates[oz + 3 * gs:oz + 3 * gs + RH],
-                                     cb[ohp:ohp + RH], cb[ohp + RH:ohp + 2 * RH], h_new, RH)
-                elif is_gru:
-                    _gru_infer_flat(gates[oz:oz + RH], gates[oz + gs:oz + gs + RH],
-                                    gates[oz + 2 * gs:oz + 2 * gs + RH], extra[oz:oz + RH],
-                                    hb[ohp:ohp + RH], h_new, RH, one)
-                else:
-                    _rnn_forward_flat(gates[oz:oz + RH], h_new, RH, relu)  # z is scratch here
-            # carry the last states over to slot 0 for the next block
-            last = oh + p * RH
-            for e in range(RH):
-                hb[oh + e] = hb[last + e]
+    for k in range(L):  # h0 = 0 (and c0), the row of ones; zero inputs in the padding
+        for slot in range(2):
+            for e in range(sb.shape[2]):
+                sb[k, slot, e] = zero
             if cell == LSTM:
                 for e in range(RH):
-                    cb[oh + e] = cb[last + e]
-    # linear head on the top layer's last hidden state (now in its slot 0)
-    top = (L - 1) * LB
-    for r in range(rows):
-        for o in range(O):
-            acc = zero
-            for j in range(H):
-                acc += hb[top + r * H + j] * head_w[o * H + j]
-            out[(r0 + r) * O + o] = acc + head_b[o]
+                    sc[k, slot, e] = zero
+            for r in range(n):
+                sb[k, slot, RH + r] = one
+    for e in range(xt.shape[0]):  # zero inputs in the padding columns
+        xt[e] = zero
+    for t in range(T):
+        cur = t % 2
+        nxt = 1 - cur
+        for k in range(L):
+            Fk = F if k == 0 else H
+            Ka = H + 1 + Fk
+            s_cur = sb[k, cur]
+            ox = RH + n  # x rows of S
+            if k == 0:
+                s = t % TB
+                if s == 0:  # xt[s, f, r] = X[r0 + r, t + s, f]
+                    nt = min(TB, T - t) * F
+                    for r in range(rows):
+                        src = ((r0 + r) * T + t) * F
+                        for q in range(nt):
+                            xt[q * n + r] = X[src + q]
+                for e in range(F * n):
+                    s_cur[ox + e] = xt[s * F * n + e]
+            else:  # the layer below's new h, written at this step
+                below = sb[k - 1, nxt]
+                for e in range(RH):
+                    s_cur[ox + e] = below[e]
+            oa = a_offsets[k]
+            if cell == GRU:
+                _chunk_product(2 * H, n, Ka, A, oa, Ka, s_cur, 0, z, 0, blas_h, one)
+                _chunk_product(H, n, H + 1, A, oa + 2 * H * Ka, Ka, s_cur, 0, z, 2 * RH,
+                               blas_h, one)
+                _chunk_product(H, n, 1 + Fk, A, oa + 3 * H * Ka + H, Ka, s_cur, RH, z,
+                               3 * RH, blas_h, one)
+                _gru_infer_flat(z[0:RH], z[RH:2 * RH], z[3 * RH:4 * RH], z[2 * RH:3 * RH],
+                                s_cur[0:RH], sb[k, nxt, 0:RH], RH, one)
+            else:
+                _chunk_product(G * H, n, Ka, A, oa, Ka, s_cur, 0, z, 0, blas_h, one)
+                if cell == LSTM:
+                    _lstm_infer_flat(z[0:RH], z[RH:2 * RH], z[2 * RH:3 * RH],
+                                     z[3 * RH:4 * RH], sc[k, cur, 0:RH], sc[k, nxt, 0:RH],
+                                     sb[k, nxt, 0:RH], RH)
+                else:
+                    _rnn_forward_flat(z[0:RH], sb[k, nxt, 0:RH], RH, relu)  # z: scratch
+    # linear head on the top layer's last hidden state
+    h = sb[L - 1, T % 2]
+    for o in range(O):
+        for r in range(rows):
+            out[(r0 + r) * O + o] = head_b[o]
+        for j in range(H):
+            w = head_w[o * H + j]
+            for r in range(rows):
+                out[(r0 + r) * O + o] += w * h[j * n + r]
+
+
+@njit(cache=True, error_model="numpy")
+def _chunk_product(m, n, k, A, oa, lda, S, os, Z, oz, blas_h, one):
+    """``Z[oz:] (m, n) = A[oa:] (m, k; leading dimension lda) @ S[os:] (k, n)``."""
+    if blas_h:
+        _blas_gemm(0, 0, m, n, k, one, A, oa, lda, S, os, n, one - one, Z, oz, n)
+    else:
+        for i in range(m):
+            o = oz + i * n
+            for c in range(n):
+                Z[o + c] = one - one
+            for q in range(k):
+                a = A[oa + i * lda + q]
+                for c in range(n):
+                    Z[o + c] += a * S[os + q * n + c]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn,
-                   head_w, head_b, out, ws_x, ws_h, ws_c, ws_g, ws_e, ones, blas_h, augmented,
-                   one):
+def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, X, A, a_offsets, head_w, head_b,
+                   out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one):
     """Predictions of a stack of L layers and a linear head for N samples.
 
     All arrays flat (C order) unless said; shapes in brackets.
@@ -1062,45 +1041,45 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, P, X, w_ihT, w_hhT, 
         Cell code, layers.
     N, batch, n_chunks : int
         Samples; batches of ``batch`` samples run one after another, each split into
-        at most ``n_chunks`` chunks of at least two rows (as :func:`chunk_bounds`)
-        that run in parallel.
+        at most ``n_chunks`` chunks (:func:`_infer_chunk_rows`) that run in parallel.
     T, F, H, O : int
         Steps, input features, hidden units, outputs.
-    P : int
-        Steps per block (the chunks' gate buffers hold P steps).
     X : [N, T, F]
         Batch-first inputs.
-    w_ihT : [G*Fa*H + (L-1)*G*H*H]
-        Input weights of every layer, transposed gate by gate (as :func:`_layer_forward`;
-        ``Fa = F + 1`` with the bias rows if ``augmented``, else F).
-    w_hhT : (L*G*H, H) 2-D array
-        Recurrent weights of every layer, transposed gate by gate.
-    bias : [L*G*H]; b_hn : [L*H]
-        As :func:`_layer_forward`'s, for every layer.
+    A, a_offsets : array, int64 array
+        Every layer's product matrix (see :func:`_infer_chunk`), layer k from
+        ``a_offsets[k]``.
     head_w : [O*H]; head_b : [O]
     out : [N, O]
         Written with the predictions.
-    ws_x, ws_h, ws_c, ws_g, ws_e : 2-D arrays, one row per chunk
-        Work space of the chunks (see :func:`_infer_chunk`).
-    ones : [P*R] ones, R the most rows of a chunk
-    blas_h, augmented : bool
-        BLAS for the recurrent products; layer 0's input side as one product (see
-        SMALL_INPUT_FEATURES).
+    ws_b : (chunks, L, 2, Ka_max*R); ws_c : (chunks, L, 2, H*R); ws_z : (chunks, G'*H*R);
+    ws_x : (chunks, TB*F*R)
+        Work space of the chunks (R the most rows of a chunk, padded to ROW_BLOCK).
+    TB : int
+        Steps of inputs transposed at once.
+    blas_h : bool
+        BLAS for the products (else plain loops).
     one : scalar of the arrays' dtype
 
     One parallel loop per batch, over its chunks; a chunk runs all layers, all steps
-    and the head for its rows, so a batch needs one parallel region (the layer-wise
-    forward needs two per layer and block of steps) and no Python in between.
+    and the head for its rows, so a batch needs one parallel region and no Python.
     """
     for start in range(0, N, batch):
         b = min(batch, N - start)
-        nc = max(1, min(n_chunks, b // 2))
-        for c in prange(nc):
-            r0 = start + (c * b + nc // 2) // nc
-            r1 = start + ((c + 1) * b + nc // 2) // nc
-            _infer_chunk(cell, L, r0, r1 - r0, T, F, H, O, P, X, w_ihT, w_hhT, bias, b_hn,
-                         head_w, head_b, out, ws_x[c], ws_h[c], ws_c[c], ws_g[c], ws_e[c],
-                         ones, blas_h, augmented, one)
+        per = _infer_chunk_rows(b, n_chunks)
+        for c in prange((b + per - 1) // per):
+            r0 = start + c * per
+            _infer_chunk(cell, L, r0, min(per, start + b - r0), T, F, H, O, X, A, a_offsets,
+                         head_w, head_b, out, ws_b[c], ws_c[c], ws_z[c], ws_x[c], TB, blas_h,
+                         one)
+
+
+@njit(cache=True)
+def _infer_chunk_rows(b, n_chunks):
+    """Rows per chunk of a batch of b rows split into at most n_chunks chunks: a
+    multiple of ROW_BLOCK (the last chunk takes the rest)."""
+    per = (b + n_chunks - 1) // n_chunks
+    return (per + ROW_BLOCK - 1) // ROW_BLOCK * ROW_BLOCK
 
 
 # ----------------------------------------------------------------------------
@@ -1324,9 +1303,29 @@ def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None,
     return (dx if need_dx else None), dw_ih, dw_hh, db_ih, db_hh, dh_start, dc
 
 
-#: Bytes of gates a chunk of the inference path computes at once (P steps of its rows):
-#: they stay in the core's own L2 cache while the recurrence uses them.
-INFER_BLOCK_BYTES = 2 ** 19
+def _product_matrix(cell, w_ih, w_hh, b_ih, b_hh, dtype):
+    """A layer's ``A = [w_hh, b, w_ih]`` of :func:`_infer_chunk`, (G'*H, H + 1 + F).
+
+    LSTM, RNN: ``b = b_ih + b_hh``. GRU: four blocks of H rows, r and z as above,
+    then n_h = [w_hn, b_hn, 0] and n_x = [0, b_in, w_in].
+    """
+    GH, H = w_hh.shape
+    F = w_ih.shape[1]
+    w_ih = np.asarray(w_ih, dtype=dtype)
+    w_hh = np.asarray(w_hh, dtype=dtype)
+    b_ih = np.asarray(b_ih, dtype=dtype)
+    b_hh = np.asarray(b_hh, dtype=dtype)
+    if cell != GRU:
+        return np.concatenate([w_hh, (b_ih + b_hh)[:, None], w_ih], axis=1)
+    A = np.zeros((4 * H, H + 1 + F), dtype=dtype)
+    A[:2 * H, :H] = w_hh[:2 * H]
+    A[:2 * H, H] = b_ih[:2 * H] + b_hh[:2 * H]
+    A[:2 * H, H + 1:] = w_ih[:2 * H]
+    A[2 * H:3 * H, :H] = w_hh[2 * H:]
+    A[2 * H:3 * H, H] = b_hh[2 * H:]
+    A[3 * H:, H] = b_ih[2 * H:]
+    A[3 * H:, H + 1:] = w_ih[2 * H:]
+    return A
 
 
 def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None):
@@ -1343,15 +1342,16 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     batch_size : int
         Samples per batch; batches run one after another.
     n_chunks : int
-        Chunks of a batch that run in parallel (at least two rows each).
+        Chunks of a batch that run in parallel, at most (multiples of ROW_BLOCK rows).
     use_blas : bool or None
 
     Returns
     -------
     (N, O) array
 
-    The hidden states are those of :func:`layer_forward` bit for bit; results do not
-    depend on ``n_chunks``, the thread count or ``batch_size``. One kernel call for all
+    Results do not depend on ``n_chunks``, the thread count or ``batch_size``. They
+    equal :func:`layer_forward`'s up to rounding: bias, input side and recurrent side
+    are summed in one product here (see :func:`_infer_chunk`). One kernel call for all
     batches, one parallel region per batch (see :func:`_stack_predict`).
     """
     dtype = X.dtype
@@ -1360,46 +1360,30 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     L = len(layers)
     GH, H = layers[0][1].shape
     G = GH // H
+    Gz = 4 if cell == GRU else G  # row blocks of the products
     O = head_w.shape[0]
     out = np.empty((N, O), dtype=dtype)
     if N == 0:
         return out
     batch = max(1, min(int(batch_size), N))
-    # chunk rows and count, for a full batch and for a shorter last one
+    n_chunks = max(1, int(n_chunks))
+    # rows and count of chunks, for a full batch and for a shorter last one
     sizes = {batch, N % batch or batch}
-    bounds = [chunk_bounds(b, n_chunks) for b in sizes]
-    slots = max(len(bd) - 1 for bd in bounds)
-    R = max(int(np.max(np.diff(bd))) for bd in bounds)
-    P = max(1, min(T, INFER_BLOCK_BYTES // (GH * R * dtype.itemsize)))
-    w_ihTs = [np.asarray(w_ih, dtype=dtype).reshape(G, H, -1).transpose(0, 2, 1)
-              .reshape(-1, H) for w_ih, _, _, _ in layers]
-    w_hhT = np.ascontiguousarray(np.stack([
-        np.asarray(w_hh, dtype=dtype).reshape(G, H, H).transpose(0, 2, 1)
-        for _, w_hh, _, _ in layers]).reshape(L * G * H, H))
-    bias = np.empty((L, GH), dtype=dtype)
-    b_hn = np.zeros((L, H), dtype=dtype)
-    for k, (_, _, b_ih, b_hh) in enumerate(layers):
-        bias[k] = b_ih + b_hh
-        if cell == GRU:
-            bias[k, 2 * H:] = b_ih[2 * H:]
-            b_hn[k] = b_hh[2 * H:]
-    augmented = F <= SMALL_INPUT_FEATURES
-    Fa = F + 1 if augmented else F
-    if augmented:  # layer 0's input weights carry its bias, as in layer_forward
-        w_ihTs[0] = _augment(X[:0, 0], w_ihTs[0], bias[0], G)[1]
-    w_ihT = np.concatenate([w.reshape(-1) for w in w_ihTs])
-    state = L * (P + 1) * R * H
-    ws_x = np.empty((slots, P * R * Fa), dtype=dtype)
-    ws_h = np.empty((slots, state), dtype=dtype)
-    ws_c = np.empty((slots, state if cell == LSTM else 1), dtype=dtype)
-    ws_g = np.empty((slots, G * P * R * H), dtype=dtype)
-    ws_e = np.empty((slots, P * R * H if cell == GRU else 1), dtype=dtype)
+    per = {b: int(_infer_chunk_rows(b, n_chunks)) for b in sizes}
+    slots = max(-(-b // per[b]) for b in sizes)
+    R = max(per.values())
+    mats = [_product_matrix(cell, *layer, dtype) for layer in layers]
+    a_offsets = np.cumsum([0] + [m.size for m in mats[:-1]]).astype(np.int64)
+    A = np.concatenate([m.reshape(-1) for m in mats])
+    Ka = H + 1 + max(F, H if L > 1 else 0)
+    ws_b = np.empty((slots, L, 2, Ka * R), dtype=dtype)
+    ws_c = np.empty((slots, L, 2, H * R if cell == LSTM else 1), dtype=dtype)
+    ws_z = np.empty((slots, Gz * H * R), dtype=dtype)
+    TB = max(1, min(T, INPUT_BLOCK_BYTES // 16 // (F * R * dtype.itemsize)))
+    ws_x = np.empty((slots, TB * F * R), dtype=dtype)
     with kernel_context():
-        _stack_predict(cell, L, N, batch, int(n_chunks), T, F, H, O, P, _flat(X), w_ihT,
-                       w_hhT, _flat(bias), _flat(b_hn),
+        _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, _flat(X), A, a_offsets,
                        _flat(np.ascontiguousarray(head_w, dtype=dtype)),
-                       np.ascontiguousarray(head_b, dtype=dtype), _flat(out), ws_x, ws_h,
-                       ws_c, ws_g, ws_e, _ones(P * R, dtype), _use_blas(use_blas, H),
-                       augmented, dtype.type(1))
+                       np.ascontiguousarray(head_b, dtype=dtype), _flat(out), ws_b, ws_c,
+                       ws_z, ws_x, TB, _use_blas(use_blas, H), dtype.type(1))
     return out
-
