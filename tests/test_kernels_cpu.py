@@ -374,6 +374,18 @@ def test_stack_predict_benchmark_shapes_independent_of_chunking(code, H, F, dtyp
     np.testing.assert_allclose(outs[0], stack_states(code, X, layers), rtol=tol, atol=tol)
 
 
+def test_stack_predict_last_batch_with_more_chunks():
+    """A short last batch may split into more chunks than the full ones (64 rows in 3
+    chunks: 32 + 32; the last 40 rows: 16 + 16 + 8); every row is still predicted."""
+    code = cpu.LSTM
+    rng = np.random.default_rng(24)
+    X = rng.standard_normal((104, 3, 2))
+    layers = [make_layer(code, 2, 4)]
+    eye, zero = np.eye(4), np.zeros(4)
+    np.testing.assert_array_equal(cpu.stack_predict(code, X, layers, eye, zero, 64, n_chunks=3),
+                                  cpu.stack_predict(code, X, layers, eye, zero, 104))
+
+
 def test_stack_predict_head_and_empty_input():
     code = cpu.GRU
     rng = np.random.default_rng(22)

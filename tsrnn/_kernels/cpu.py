@@ -37,8 +37,8 @@ after a product and halved the speed of the parallel regions that followed.
   gradients as one small product per step accumulated in step order (2-8x faster than
   one product over all K*B rows, which spends its time packing), and the input
   gradient over fixed blocks of steps.
-* Inference (:func:`stack_predict`): one kernel call for all batches; per batch one
-  parallel loop over its chunks, each running every layer and the head in its own
+* Inference (:func:`stack_predict`): one kernel call and one parallel loop for all
+  batches, over chunks of rows, each running every layer and the head in its own
   buffers. States there are **unit-major** (``(H, rows)``), so that a layer's step is
   one product ``[w_hh, b, w_ih] @ [h; 1; x]`` (bias and input side in the inner
   dimension; GRU: three) whose gate blocks are contiguous for the cell update. On the
@@ -920,7 +920,7 @@ def _layer_backward(cell, T, B, F, H, K, gates, dzh_n, extra, h_buf, c_buf, x, d
 
 
 # ----------------------------------------------------------------------------
-# inference: the whole stack and the head, one parallel region per batch
+# inference: the whole stack and the head, one parallel region for all batches
 # ----------------------------------------------------------------------------
 
 
@@ -1061,17 +1061,20 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, X, A, a_offsets, hea
         BLAS for the products (else plain loops).
     one : scalar of the arrays' dtype
 
-    One parallel loop per batch, over its chunks; a chunk runs all layers, all steps
-    and the head for its rows, so a batch needs one parallel region and no Python.
+    One parallel loop over chunk numbers; a chunk runs all layers, all steps and the
+    head for its rows, and each iteration runs its chunk of every batch.
     """
-    for start in range(0, N, batch):
-        b = min(batch, N - start)
-        per = _infer_chunk_rows(b, n_chunks)
-        for c in prange((b + per - 1) // per):
+    # one parallel region for all batches: chunk c of every batch in turn (one barrier
+    # in all, not one per batch); ws_* have a row per chunk of the most chunked batch
+    for c in prange(ws_b.shape[0]):
+        for start in range(0, N, batch):
+            b = min(batch, N - start)
+            per = _infer_chunk_rows(b, n_chunks)
             r0 = start + c * per
-            _infer_chunk(cell, L, r0, min(per, start + b - r0), T, F, H, O, X, A, a_offsets,
-                         head_w, head_b, out, ws_b[c], ws_c[c], ws_z[c], ws_x[c], TB, blas_h,
-                         one)
+            if r0 < start + b:
+                _infer_chunk(cell, L, r0, min(per, start + b - r0), T, F, H, O, X, A,
+                             a_offsets, head_w, head_b, out, ws_b[c], ws_c[c], ws_z[c],
+                             ws_x[c], TB, blas_h, one)
 
 
 @njit(cache=True)
@@ -1352,7 +1355,7 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     Results do not depend on ``n_chunks``, the thread count or ``batch_size``. They
     equal :func:`layer_forward`'s up to rounding: bias, input side and recurrent side
     are summed in one product here (see :func:`_infer_chunk`). One kernel call for all
-    batches, one parallel region per batch (see :func:`_stack_predict`).
+    batches, one parallel region (see :func:`_stack_predict`).
     """
     dtype = X.dtype
     X = np.ascontiguousarray(X)
