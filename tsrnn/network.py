@@ -141,9 +141,9 @@ def _to_time_major(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(X.transpose(1, 0, 2))
 
 
-def _forward(layout, flat, X, *, cell_id, window, keep, dropout, rng):
-    """Run the stack; returns predictions (B, O) and what backward needs."""
-    p = layout.views(flat)
+def _forward(p, layout, X, *, cell_id, window, keep, dropout, rng):
+    """Run the stack (``p``: named parameter views); returns predictions (B, O) and
+    what backward needs."""
     x = _to_time_major(X)
     T, B, _ = x.shape
     H = layout.hidden_size
@@ -259,7 +259,7 @@ def _loss_and_grad(layout, flat, X, y, *, loss, alpha, cell_id, bptt_steps, drop
     p = layout.views(flat)
     B = X.shape[0]
     H = layout.hidden_size
-    pred, cache = _forward(layout, flat, X, cell_id=cell_id, window=bptt_steps, keep=True,
+    pred, cache = _forward(p, layout, X, cell_id=cell_id, window=bptt_steps, keep=True,
                            dropout=dropout, rng=rng)
     value, dpred = loss_value_and_grad(loss, pred, y)
     dpred = dpred.astype(X.dtype, copy=False)

@@ -207,6 +207,9 @@ def _scipy_blas_controllers():
     return _BLAS["controllers"]
 
 
+_CONTEXT_DEPTH = threading.local()
+
+
 @contextlib.contextmanager
 def kernel_context():
     """Settings for the parallel kernels, restored on exit (re-entrant, thread-safe).
@@ -218,8 +221,17 @@ def kernel_context():
       (``numba.set_parallel_chunksize(1)``, per thread): on a shared machine a
       descheduled thread then does not hold up the others. Results do not depend on it.
 
-    Wrap a whole training step in it to pay the switch once (``network`` does).
+    Wrap a whole training step in it to pay the switch once (``network`` does): nested
+    entries in the same thread change nothing and cost a counter.
     """
+    depth = getattr(_CONTEXT_DEPTH, "value", 0)
+    if depth > 0:
+        _CONTEXT_DEPTH.value = depth + 1
+        try:
+            yield
+        finally:
+            _CONTEXT_DEPTH.value = depth
+        return
     controllers = _scipy_blas_controllers()
     with _BLAS_LOCK:
         if _BLAS["users"] == 0:
@@ -232,9 +244,11 @@ def kernel_context():
             _BLAS["saved"] = saved
         _BLAS["users"] += 1
     old_chunksize = set_parallel_chunksize(1)
+    _CONTEXT_DEPTH.value = 1
     try:
         yield
     finally:
+        _CONTEXT_DEPTH.value = 0
         set_parallel_chunksize(old_chunksize)
         with _BLAS_LOCK:
             _BLAS["users"] -= 1
