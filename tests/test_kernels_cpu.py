@@ -43,14 +43,12 @@ def run(code, x, h0, c0, weights, **kw):
     return cpu.layer_forward(code, x, h0, c0, *weights, **kw)
 
 
-def full_backward(code, x, h0, c0, weights, dh_out, window=None, n_chunks=1,
+def full_backward(code, x, h0, c0, weights, dh_out, window=None, chunk_rows=None,
                   use_blas=None):
     """Forward + backward; returns (h_out, dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0)."""
-    h_out, cache = run(code, x, h0, c0, weights, window=window, n_chunks=n_chunks,
+    h_out, cache = run(code, x, h0, c0, weights, window=window, chunk_rows=chunk_rows,
                        use_blas=use_blas)
-    grads = cpu.layer_backward(code, cache, dh_out, weights[0], weights[1],
-                               n_chunks=n_chunks, use_blas=use_blas)
-    return (h_out,) + tuple(grads)
+    return (h_out,) + tuple(cpu.layer_backward(code, cache, dh_out))
 
 
 def central_diff(f, v, eps):
@@ -213,14 +211,14 @@ def test_truncated_equals_full_bptt_on_detached_tail(code):
     weights = make_layer(code, F, H, seed=7)
     dh_out = rng.standard_normal((K, B, H))
     h_out, cache = run(code, x, h0, c0, weights, window=K)
-    # caches hold K steps, not T (gates are gate-major: (G, K, B, H))
+    # caches hold K steps, not T (shown gate-major: (G, K, B, H))
     assert cache.window == K
     assert cache.gates.shape == (cpu.gate_count(code), K, B, H)
     if code in (cpu.LSTM, cpu.GRU):  # cell states / W_hn h + b_hn of the window's steps
         assert cache.extra.shape == (K, B, H)
     assert cache.t0 == T - K
     np.testing.assert_array_equal(cache.h_start, h_out[T - K - 1])
-    trunc = cpu.layer_backward(code, cache, dh_out, weights[0], weights[1])
+    trunc = cpu.layer_backward(code, cache, dh_out)
     # the same K steps as a sequence of their own, from the (detached) state before them
     tail = full_backward(code, np.ascontiguousarray(x[T - K:]), h_out[T - K - 1].copy(),
                          cache.c_start.copy() if code == cpu.LSTM else c0, weights, dh_out)
@@ -251,62 +249,84 @@ def test_window_at_least_T_is_full_bptt(code):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("use_blas", [False, True])
 @pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_TANH])
-def test_bit_identical_across_runs_and_chunks(code, use_blas, dtype):
-    B, T, F, H = 7, 5, 3, 6
+def test_bit_identical_across_runs_and_rows_across_chunkings(code, use_blas, dtype):
+    """The same call gives the same bits. Another chunking of the batch (rows per chunk
+    are fixed by the shapes; here forced) gives each row's states, input gradients
+    and start-state gradients bit for bit, and the weight gradients (sums over the
+    chunks) to rounding; and a row's forward does not depend on the other rows."""
+    B, T, F, H = 40, 5, 3, 6
     rng = np.random.default_rng(9)
     x = rng.standard_normal((T, B, F)).astype(dtype)
     zeros = np.zeros((B, H), dtype=dtype)
     weights = make_layer(code, F, H, dtype=dtype)
     dh_out = rng.standard_normal((T, B, H)).astype(dtype)
-    first = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=1,
-                          use_blas=use_blas)
-    for n_chunks in (1, 2, 3):
-        other = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=n_chunks,
+    first = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=use_blas)
+    again = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=use_blas)
+    for a, b in zip(first, again):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for rows in (16, 48):
+        other = full_backward(code, x, zeros, zeros, weights, dh_out, chunk_rows=rows,
                               use_blas=use_blas)
-        for a, b in zip(first, other):
-            assert a.dtype == dtype
-            np.testing.assert_array_equal(a, b)
+        for i, (a, b) in enumerate(zip(first, other)):
+            if i in (0, 1, 6, 7):  # h_out, dx, dh0, dc0: per row
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    part, _ = run(code, np.ascontiguousarray(x[:, 3:10]), zeros[:7], zeros[:7], weights,
+                  keep=False, use_blas=use_blas)
+    np.testing.assert_array_equal(part, first[0][:, 3:10])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_RELU])
-def test_blas_and_fused_loops_agree(code, dtype):
+def test_blas_and_plain_loops_agree(code, dtype):
     B, T, F, H = 5, 6, 3, 7
     rng = np.random.default_rng(10)
     x = rng.standard_normal((T, B, F)).astype(dtype)
     zeros = np.zeros((B, H), dtype=dtype)
     weights = make_layer(code, F, H, dtype=dtype)
     dh_out = rng.standard_normal((T, B, H)).astype(dtype)
-    fused = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=2,
-                          use_blas=False)
-    blas = full_backward(code, x, zeros, zeros, weights, dh_out, n_chunks=2, use_blas=True)
+    loops = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=False)
+    blas = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=True)
     tol = 1e-12 if dtype == np.float64 else 2e-5
-    for a, b in zip(fused, blas):
+    for a, b in zip(loops, blas):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU])
-def test_input_side_in_small_blocks(code, monkeypatch):
-    """Computing the input side a few steps at a time (large layers) changes nothing
-    but rounding, with and without truncation, in training and inference."""
-    B, T, F, H = 4, 7, 3, 5
-    rng = np.random.default_rng(12)
+@pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_TANH])
+def test_stack_forward_and_backward_equal_layer_by_layer(code):
+    """Two layers run together (the layer above consuming the new state of the one
+    below at each step) and backpropagated top-down per step, with dropout masks
+    between them: the same as layer by layer, with the masks applied by hand."""
+    B, T, F, H, K = 21, 6, 3, 4, 4
+    rng = np.random.default_rng(13)
     x = rng.standard_normal((T, B, F))
+    layers = [make_layer(code, F, H, seed=14), make_layer(code, H, H, seed=15)]
+    masks = (rng.random((1, T, B, H)) > 0.3) / 0.7
+    dh_top = rng.standard_normal((2, B, H))
+    _, cache = cpu.stack_forward(code, x, layers, window=K, masks=masks, chunk_rows=16)
+    grads, dx, dh_start, dc_start = cpu.stack_backward(code, cache, dh_top, need_dx=True)
     zeros = np.zeros((B, H))
-    weights = make_layer(code, F, H)
-    for window in (None, 3):
-        K = T if window is None else window
-        dh_out = rng.standard_normal((K, B, H))
-        default = full_backward(code, x, zeros, zeros, weights, dh_out, window=window)
-        h_inf, _ = run(code, x, zeros, zeros, weights, keep=False)
-        with monkeypatch.context() as m:
-            m.setattr(cpu, "INPUT_BLOCK_BYTES", 2 * B * H * cpu.gate_count(code) * 8)
-            small = full_backward(code, x, zeros, zeros, weights, dh_out, window=window)
-            h_inf_small, _ = run(code, x, zeros, zeros, weights, keep=False)
-        for a, b in zip(default, small):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(h_inf, h_inf_small, rtol=1e-12, atol=1e-14)
-        np.testing.assert_allclose(h_inf, default[0], rtol=1e-12, atol=1e-14)
+    h0, c0 = run(code, x, zeros, zeros, layers[0], window=K)
+    x1 = h0 * masks[0]
+    h1, c1 = run(code, x1, zeros, zeros, layers[1], window=K)
+    np.testing.assert_allclose(cache.h_top, h1[-1], rtol=1e-13, atol=1e-14)
+    dh1 = np.zeros((K, B, H))
+    dh1[-2:] = dh_top
+    back1 = cpu.layer_backward(code, c1, dh1)
+    back0 = cpu.layer_backward(code, c0, back1[0] * masks[0, T - K:])
+    for got, want in ((grads[1], back1[1:5]), (grads[0], back0[1:5])):
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx, back0[0], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dh_start[1], back1[5], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dh_start[0], back0[5], rtol=1e-12, atol=1e-13)
+    if code == cpu.LSTM:
+        np.testing.assert_allclose(dc_start[0], back0[6], rtol=1e-12, atol=1e-13)
+    with pytest.raises(RuntimeError, match="serves one backward"):
+        cpu.stack_backward(code, cache, dh_top)
 
 
 # ----------------------------------------------------------------------------
@@ -331,11 +351,11 @@ def test_stack_predict_matches_layer_forward(cell, nl, code, dtype):
     """With an identity head, stack_predict returns the top layer's last hidden state:
     that of the layer-wise forward up to rounding (it sums bias, input and recurrent
     side in one product), and bit for bit the same whatever the batch size and
-    chunking. Input sizes on both sides of SMALL_INPUT_FEATURES; the plain loops too."""
+    chunking. One input feature and several; the plain loops too."""
     B, T, H = 11, 7, 5
     rng = np.random.default_rng(21)
     tol = 1e-12 if dtype == np.float64 else 2e-6
-    for F in (3, cpu.SMALL_INPUT_FEATURES + 2):
+    for F in (1, 6):
         X = rng.standard_normal((B, T, F)).astype(dtype)
         layers = [make_layer(code, F, H, dtype=dtype, seed=1),
                   make_layer(code, H, H, dtype=dtype, seed=2)]
@@ -418,7 +438,7 @@ CACHE_SCRIPT = """
 import hashlib, sys
 import numpy as np
 from tsrnn._kernels import cpu
-B, T, F, H = 7, 5, 3, 6
+B, T, F, H = 40, 5, 3, 6
 rng = np.random.default_rng(9)
 digest = hashlib.sha256()
 same = True
@@ -430,11 +450,11 @@ for code in (cpu.LSTM, cpu.GRU, cpu.RNN_TANH):
     zeros = np.zeros((B, H), np.float32)
     dh = rng.standard_normal((T, B, H)).astype(np.float32)
     outs = []
-    for n_chunks in (1, 3):
-        h, cache = cpu.layer_forward(code, x, zeros, zeros, *w, n_chunks=n_chunks)
-        grads = cpu.layer_backward(code, cache, dh, w[0], w[1], n_chunks=n_chunks)
+    for rows in (16, 48):
+        h, cache = cpu.layer_forward(code, x, zeros, zeros, *w, chunk_rows=rows)
+        grads = cpu.layer_backward(code, cache, dh)
         outs.append([h.copy()] + list(grads))
-    same &= all(np.array_equal(a, b) for a, b in zip(*outs))
+    same &= all(np.array_equal(outs[0][i], outs[1][i]) for i in (0, 1, 6))
     for a in outs[0]:
         digest.update(np.ascontiguousarray(a).tobytes())
 print(same, digest.hexdigest())
@@ -443,8 +463,9 @@ print(same, digest.hexdigest())
 
 def test_cached_code_computes_what_fresh_code_computes(tmp_path):
     """Machine code loaded from Numba's cache gives bit-identical results to freshly
-    compiled code, and both are independent of the chunking. (Implicit FMA contraction
-    once broke this only in cached code, which the in-process tests never run.)"""
+    compiled code, and both give each row's results independently of the chunking.
+    (Implicit FMA contraction once broke this only in cached code, which the
+    in-process tests never run.)"""
     import os
     import subprocess
     import sys

@@ -115,23 +115,15 @@ class ParameterLayout:
         return rng.uniform(-bound, bound, size=self.size).astype(dtype)
 
 
-@dataclass
-class _Cache:
-    layers: list
-    masks: list
-    top_last: np.ndarray
-    window: int
-
-
-def _n_chunks(batch_size: int, hidden_size: int, min_rows: int = 16) -> int:
-    """Batch chunks for the kernels, at least ``min_rows`` rows each. Results do not
-    depend on it.
+def _n_chunks(batch_size: int, hidden_size: int, min_rows: int = 32) -> int:
+    """Batch chunks of the inference kernel, at least ``min_rows`` rows each. Results
+    do not depend on it.
 
     Two per thread below H = 256 (scheduled dynamically, a thread slowed by another
     process on a shared machine hands work over); one per thread from H = 256, where
-    BLAS gains more from taller products (86 vs 81 GFLOP/s at 128 vs 64 rows).
-    Inference asks for 32 rows: its products run along the rows (W1: 381k samples/s in
-    chunks of 32 rows, 341k in chunks of 16).
+    BLAS gains from wider products. At least 32 rows: the products run along the rows
+    (W1: 381k samples/s in chunks of 32 rows, 341k in chunks of 16). Training chunks
+    are fixed by the shapes alone (:func:`tsrnn._kernels.cpu.train_chunk_rows`).
     """
     per_thread = 2 if hidden_size < 256 else 1
     return max(1, min(per_thread * numba.get_num_threads(), batch_size // min_rows))
@@ -141,38 +133,14 @@ def _to_time_major(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(X.transpose(1, 0, 2))
 
 
-def _forward(p, layout, X, *, cell_id, window, keep, dropout, rng):
-    """Run the stack (``p``: named parameter views); returns predictions (B, O) and
-    what backward needs."""
-    x = _to_time_major(X)
-    T, B, _ = x.shape
-    H = layout.hidden_size
-    dtype = X.dtype
-    zeros = np.zeros((B, H), dtype=dtype)
-    layers, masks = [], []
-    for k in range(layout.num_layers):
-        h_out, cache = cpu.layer_forward(
-            cell_id, x, zeros, zeros, p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"],
-            p[f"bias_ih_l{k}"], p[f"bias_hh_l{k}"], window=window,
-            n_chunks=_n_chunks(B, H), keep=keep,
-        )
-        layers.append(cache)
-        mask = None
-        if dropout > 0 and k < layout.num_layers - 1:
-            # inverted dropout between layers: scale at training time only
-            mask = (rng.random(h_out.shape) >= dropout).astype(dtype) / dtype.type(1 - dropout)
-            h_out = h_out * mask
-        masks.append(mask)
-        x = h_out
-    top_last = np.ascontiguousarray(x[-1])
-    if dropout > 0:
-        mask = (rng.random(top_last.shape) >= dropout).astype(dtype) / dtype.type(1 - dropout)
-        top_last = top_last * mask
-        masks.append(mask)
-    else:
-        masks.append(None)
-    pred = top_last @ p["head.weight"].T + p["head.bias"]
-    return pred, _Cache(layers, masks, top_last, window if window is not None else T)
+def _layers(p, layout):
+    return [(p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"], p[f"bias_ih_l{k}"],
+             p[f"bias_hh_l{k}"]) for k in range(layout.num_layers)]
+
+
+def _dropout_mask(rng, shape, dropout, dtype):
+    """Inverted dropout: keep with probability 1 - dropout, scaled at training time."""
+    return (rng.random(shape) >= dropout).astype(dtype) / dtype.type(1 - dropout)
 
 
 def predict(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray,
@@ -186,12 +154,10 @@ def predict(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray,
     if cell_id is None:
         cell_id = cell_code(layout.cell)
     p = layout.views(flat)
-    layers = [(p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"], p[f"bias_ih_l{k}"],
-               p[f"bias_hh_l{k}"]) for k in range(layout.num_layers)]
     batch = max(1, min(int(batch_size), X.shape[0]))
-    return cpu.stack_predict(cell_id, X, layers, p["head.weight"], p["head.bias"], batch,
-                             n_chunks=_n_chunks(batch, layout.hidden_size,
-                                                min_rows=2 * cpu.ROW_BLOCK))
+    return cpu.stack_predict(cell_id, X, _layers(p, layout), p["head.weight"],
+                             p["head.bias"], batch,
+                             n_chunks=_n_chunks(batch, layout.hidden_size))
 
 
 def loss_value_and_grad(loss: str, pred: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -257,36 +223,36 @@ def loss_and_grad(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray, y: n
 
 def _loss_and_grad(layout, flat, X, y, *, loss, alpha, cell_id, bptt_steps, dropout, rng):
     p = layout.views(flat)
-    B = X.shape[0]
-    H = layout.hidden_size
-    pred, cache = _forward(p, layout, X, cell_id=cell_id, window=bptt_steps, keep=True,
-                           dropout=dropout, rng=rng)
+    x = _to_time_major(X)
+    T, B, _ = x.shape
+    H, L = layout.hidden_size, layout.num_layers
+    dtype = X.dtype
+    masks = None
+    if dropout > 0 and L > 1:  # between layers, then on the head's input
+        masks = np.stack([_dropout_mask(rng, (T, B, H), dropout, dtype)
+                          for _ in range(L - 1)])
+    _, cache = cpu.stack_forward(cell_id, x, _layers(p, layout), window=bptt_steps,
+                                 masks=masks)
+    top_last = cache.h_top
+    head_mask = _dropout_mask(rng, (B, H), dropout, dtype) if dropout > 0 else None
+    if head_mask is not None:
+        top_last = top_last * head_mask
+    pred = top_last @ p["head.weight"].T + p["head.bias"]
     value, dpred = loss_value_and_grad(loss, pred, y)
-    dpred = dpred.astype(X.dtype, copy=False)
+    dpred = dpred.astype(dtype, copy=False)
     grad = np.zeros_like(flat)
     g = layout.views(grad)
-    g["head.weight"][...] = dpred.T @ cache.top_last
+    g["head.weight"][...] = dpred.T @ top_last
     g["head.bias"][...] = dpred.sum(axis=0)
     dlast = dpred @ p["head.weight"]
-    if cache.masks[-1] is not None:
-        dlast *= cache.masks[-1]
-    K = cache.layers[0].window
-    dh = np.zeros((K, B, H), dtype=X.dtype)
-    dh[-1] = dlast
-    for k in range(layout.num_layers - 1, -1, -1):
-        dx, dw_ih, dw_hh, db_ih, db_hh, _, _ = cpu.layer_backward(
-            cell_id, cache.layers[k], dh, p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"],
-            n_chunks=_n_chunks(B, H), need_dx=k > 0,
-        )
+    if head_mask is not None:
+        dlast *= head_mask
+    grads, _, _, _ = cpu.stack_backward(cell_id, cache, dlast[None])
+    for k, (dw_ih, dw_hh, db_ih, db_hh) in enumerate(grads):
         g[f"weight_ih_l{k}"][...] = dw_ih
         g[f"weight_hh_l{k}"][...] = dw_hh
         g[f"bias_ih_l{k}"][...] = db_ih
         g[f"bias_hh_l{k}"][...] = db_hh
-        if k > 0:
-            dh = dx
-            mask = cache.masks[k - 1]
-            if mask is not None:
-                dh = dh * mask[-K:]
     if alpha > 0:
         mask = layout.weight_mask()
         value += 0.5 * alpha * float(np.sum(flat[mask].astype(np.float64) ** 2)) / B

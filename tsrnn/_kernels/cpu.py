@@ -1,76 +1,71 @@
-"""CPU kernels: forward and backpropagation through time for RNN, LSTM and GRU layers.
+"""CPU kernels: forward and backpropagation through time for RNN, LSTM and GRU stacks.
 
 Numerics only: contiguous NumPy arrays in, arrays out; nothing here knows about
 scikit-learn or pandas.
 
 Letters: B batch, T time steps, F input features, H hidden units, G gates
-(1 rnn, 4 lstm: i f g o, 3 gru: r z n), K truncation window (``bptt_steps``).
+(1 rnn, 4 lstm: i f g o, 3 gru: r z n), K truncation window (``bptt_steps``), n the
+columns of a chunk (its rows, padded to ROW_BLOCK).
 
 Layout
 ------
-Sequences are **time-major**, ``(T, B, ...)``. Weights have PyTorch's layout:
-``w_ih (G*H, F)``, ``w_hh (G*H, H)``, ``b_ih, b_hh (G*H,)``. Hidden states live in one
-``(T + 1, B, H)`` buffer whose block 0 is ``h0``, so the previous hidden states of any
-run of steps are one contiguous block. Gates are **gate-major**, ``(G, K, B, H)``: the
-values of one gate for the rows of a batch chunk at one step are contiguous, so the
-cell update of a step is one long vectorised loop (per-row loops of H elements spent
-more time on loop overhead than on arithmetic at H = 32). The kernels take flat views.
+Inputs are time-major ``(T, B, F)`` for training, batch-first ``(N, T, F)`` for
+inference; weights have PyTorch's layout, ``w_ih (G*H, F)``, ``w_hh (G*H, H)``,
+``b_ih, b_hh (G*H,)``. Inside, the batch is cut into chunks of rows and every chunk
+keeps its states **unit-major**, ``(H, n)``: unit j of the chunk's row r at
+``j*n + r``. A layer's step is then one product
 
-Strategy (measured on 2-core AMD EPYC, AVX-512; ``benchmarks/bench_training.py``)
--------------------------------------------------------------------------------
-One ``@njit(parallel=True)`` call per layer and direction; Numba's thread pool is the
-only owner of the cores. NumPy's threaded BLAS is not used: its workers keep spinning
-after a product and halved the speed of the parallel regions that followed.
+    Z (G*H, n) = A (G*H, H + 1 + F) @ S (H + 1 + F, n),  A = [w_hh, b, w_ih],
+    S = [h_t; 1; x_t]
+
+(bias and input side ride in the inner dimension; GRU: three products, for r and z,
+``n_h = [w_hn, b_hn] @ [h; 1]`` and ``n_x = [b_in, w_in] @ [1; x]``), and each gate's
+block of Z is contiguous, so the cell update is one long vectorised loop over H*n
+elements. BPTT uses the same two matrices: ``dA += dZ @ S.T`` (all weight and bias
+gradients of a layer at once) and ``dS = A.T @ dZ`` (gradients of h_t and of x_t).
+
+Strategy (measured on the 2-core Xeon VM, AVX-512; ``benchmarks/bench_training.py``)
+-----------------------------------------------------------------------------------
+One ``@njit(parallel=True)`` call per direction for the whole stack, parallel over
+chunks, sequential in time; each chunk runs every layer at each step (the layer above
+reads the state the one below just wrote). Numba's thread pool is the only owner of the
+cores: NumPy's threaded BLAS is not used (its workers keep spinning after a product).
 
 * Products go through BLAS (SciPy's OpenBLAS, one thread, called from inside the
-  parallel loops through :func:`_blas_gemm`, which adds accumulation and strided
-  operands to what ``np.dot`` offers). Its small-matrix kernels run at 80-100 GFLOP/s
-  per core even for 32x32x32 per-gate products; hand-written fused loops (kept for
-  ``use_blas=False``) reached 20-35 GFLOP/s, at every H from 2 up.
-* Forward, per block of steps sized to stay in cache (``INPUT_BLOCK_BYTES``): the input
-  side ``x @ w_ih.T + b`` as large products, then the recurrence, parallel over fixed
-  chunks of batch rows and sequential in time: per step and chunk, one product
-  ``h_prev @ w_hh.T`` per gate accumulated onto the input side, then one vectorised pass
-  for the nonlinearities and the cell update.
-* Backward: the same chunks run BPTT backwards in time (one product ``dZ @ w_hh`` per
-  gate and step). Then, parallel over fixed (gate, block of units) items, the weight
-  gradients as one small product per step accumulated in step order (2-8x faster than
-  one product over all K*B rows, which spends its time packing), and the input
-  gradient over fixed blocks of steps.
-* Inference (:func:`stack_predict`): one kernel call and one parallel loop for all
-  batches, over chunks of rows, each running every layer and the head in its own
-  buffers. States there are **unit-major** (``(H, rows)``), so that a layer's step is
-  one product ``[w_hh, b, w_ih] @ [h; 1; x]`` (bias and input side in the inner
-  dimension; GRU: three) whose gate blocks are contiguous for the cell update. On the
-  Xeon VM this beat four per-gate products onto a precomputed input side by 20-25%
-  (W1: 1.6 us product + 1.3 us cell update per step of 32 rows, one thread); the
-  products run along the rows, so chunks have 32+ rows and multiples of ROW_BLOCK.
+  parallel loops through :func:`_blas_gemm`, which adds accumulation, transposes and
+  offsets to what ``np.dot`` offers): W1's 128 x 32 x 34 product runs at 165-190
+  GFLOP/s, about this core's peak; plain loops remain for ``use_blas=False``. The
+  unit-major single product replaced four per-gate products onto a precomputed input
+  side in row-major layout: W1 training forward 178 vs 298 us per batch, inference
+  +20-25%, with the one large call per step instead of many small ones.
+* Training chunks have a fixed number of rows per shape (:func:`train_chunk_rows`),
+  inference chunks 32+ rows, one or two per thread (``network._n_chunks``).
 * float32 tanh and sigmoid are rational functions (8 multiply-adds, one division, no
   exp; max errors 3.1e-7 and 1.8e-7 over every float32, see :func:`_tanh_f32`),
   vectorised with 512-bit registers where AVX-512 exists (:func:`_wide_vectors`):
   LSTM cell updates 2x faster than with exp-based formulas (1.3 vs 2.6 us per 1,024
-  units on the Xeon VM). ``math.exp``/``math.tanh`` are scalar library calls that stop
-  the loops from vectorising (~10x slower); float64 keeps them (exact; for gradient
-  checks). Polynomials use explicit fused multiply-adds (:func:`_fma`); no fastmath.
-* Training layers with few input features (``SMALL_INPUT_FEATURES``) compute their
-  input side as one product ``[x, 1] @ [w_ih.T; b]`` per gate.
+  units). ``math.exp``/``math.tanh`` are scalar library calls that stop the loops from
+  vectorising (~10x slower); float64 keeps them (exact; for gradient checks).
+  Polynomials use explicit fused multiply-adds (:func:`_fma`); no fastmath.
+* One step of a 32-row W1 chunk (LSTM H=32, one thread) takes 1.6 us of product and
+  1.3 us of cell update: the two together are what a step cannot go below.
 
 Determinism: samples never interact in the recurrence, and every reduction is split by
-the shapes only, so results are bit-identical across runs and do not depend on the
-number of chunks or threads. (OpenBLAS computes a row of a product the same way whatever
-the number of rows, except single-row products, which go through GEMV: chunks therefore
-have at least two rows. In the unit-major inference products a row is a column, and
-columns in a ragged end go through narrower kernels that round differently: inference
-pads its products to multiples of ROW_BLOCK columns.) Inference equals the training
-forward up to rounding, not bit for bit.
+the shapes only, so results are bit-identical across runs and thread counts. A row's
+states and input gradients do not depend on the chunking either: products are padded
+to multiples of ROW_BLOCK columns, since BLAS's kernels for a ragged end of columns
+round differently (and single-column products go through GEMV). The weight gradients
+sum the chunks' shares in chunk order, with chunks fixed by the shapes. Inference and
+the training forward sum in the same order, but inference has its own kernels and
+buffers: they agree to rounding, not bit for bit.
 
-Truncated BPTT: the forward runs in blocks of K steps ending at T and keeps the gates of
-the last block only, so memory grows with K; the backward covers those K steps. The
-loss of a sequence regressor sits on the last step, so this is exactly truncated BPTT.
+Truncated BPTT: the forward keeps the last K steps only (earlier steps alternate
+between two scratch slots), so memory grows with K; the backward covers those K steps.
+The loss of a sequence regressor sits on the last step, so this is exactly truncated
+BPTT.
 """
 
 import contextlib
-import functools
 import math
 import os
 import threading
@@ -88,30 +83,20 @@ GRU = 3
 
 CELL_CODES = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "lstm": LSTM, "gru": GRU}
 
-#: Hidden sizes at or above this use BLAS for the per-step recurrent products (BLAS won
-#: at every size measured, H = 2..256; the fused loops remain for ``use_blas=False``).
+#: Hidden sizes at or above this use BLAS for the products (BLAS won at every size
+#: measured, H = 2..256; plain loops remain for ``use_blas=False``).
 BLAS_MIN_HIDDEN = 1
-#: The input side of the gates (``x @ w_ih.T + b``) is computed for as many steps at
-#: once as fit in this many bytes (about the L2 caches of two cores), then used by the
-#: recurrence while still in cache; inference keeps only that many steps of gates
-#: (1.8x faster than whole sequences for LSTM H=256, B=256; 4 MB was 2x slower for
-#: GRU H=64, B=128).
-INPUT_BLOCK_BYTES = 2 ** 21
-#: Inference: chunks hold a multiple of this many rows (but the last of a batch), and
-#: their products are padded to a multiple of it: every row then goes through BLAS's
+#: Chunks hold a multiple of this many rows (but the last of a batch), and their
+#: products are padded to a multiple of it: every row then goes through BLAS's
 #: full-width kernels, whose results do not depend on the row's position or on the
 #: chunk's size (the narrow kernels for a ragged end round differently).
 ROW_BLOCK = 16
-#: Layers with at most this many input features compute their input side
-#: ``x @ w_ih.T + b`` as one product ``[x, 1] @ [w_ih.T; b]`` per gate (inputs with a
-#: column of ones, weights with the bias as a last row), in training and inference
-#: alike; larger inputs get the bias as a rank-1 product with ones, then ``x @ w_ih.T``
-#: accumulated onto it. For W1 (F = 1) that halves the input side (0.6 vs 1.2 us per
-#: step of 64 rows on the Xeon VM).
-SMALL_INPUT_FEATURES = 4
-#: Blocks of time steps for the input-gradient products (fixed by the shapes, never
-#: by the thread count).
-N_STEP_BLOCKS = 4
+#: Training chunks: about this many rows (4x from H = 256), fixed by the shapes alone
+#: (see :func:`train_chunk_rows`). W1 forward: 178 us per batch of 64 in two chunks of
+#: 32, 194 in four of 16 (Xeon VM).
+TRAIN_CHUNK_TARGET = 32
+#: Inference transposes the inputs of this many bytes of steps at a time.
+INFER_INPUT_BYTES = 2 ** 17
 
 
 def gate_count(cell: int) -> int:
@@ -121,59 +106,6 @@ def gate_count(cell: int) -> int:
     if cell == GRU:
         return 3
     return 1
-
-
-def _even_bounds(total: int, parts: int) -> np.ndarray:
-    """``parts + 1`` boundaries splitting ``range(total)`` into near-equal blocks."""
-    bounds = np.empty(parts + 1, dtype=np.int64)
-    for i in range(parts + 1):
-        bounds[i] = (i * total + parts // 2) // parts
-    return bounds
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_bounds(kind: str, a: int, b: int) -> np.ndarray:
-    if kind == "chunks":  # a = batch size, b = requested chunks
-        return _even_bounds(a, max(1, min(b, a // 2)))
-    if kind == "steps":  # a = steps
-        return _even_bounds(a, max(1, min(N_STEP_BLOCKS, a)))
-    # units: a = gates, b = hidden units
-    return _even_bounds(b, max(1, min({1: 4, 3: 2}.get(a, 1), b)))
-
-
-def chunk_bounds(batch_size: int, n_chunks: int) -> np.ndarray:
-    """Split ``batch_size`` rows into near-equal contiguous chunks of at least two rows.
-
-    Returns an int64 array of ``n + 1`` boundaries, ``n <= n_chunks``. (A one-row BLAS
-    product takes another code path than a multi-row one and rounds differently.)
-    Cached: do not modify the result.
-    """
-    return _cached_bounds("chunks", int(batch_size), int(n_chunks))
-
-
-def window_starts(n_steps: int, window: int) -> np.ndarray:
-    """First step of each block of ``window`` steps ending at ``n_steps``, then n_steps.
-
-    The first block holds the remainder: for T = 7, K = 3 -> [0, 1, 4, 7].
-    """
-    starts = list(range(n_steps - window, -1, -window))[::-1]
-    if starts[0] != 0:
-        starts.insert(0, 0)
-    return np.array(starts + [n_steps], dtype=np.int64)
-
-
-def step_blocks(n_steps: int) -> np.ndarray:
-    """Boundaries of the fixed blocks of time steps for the input gradient."""
-    return _cached_bounds("steps", int(n_steps), 0)
-
-
-def unit_blocks(n_gates: int, hidden: int) -> np.ndarray:
-    """Boundaries of the fixed blocks of hidden units for the weight gradients.
-
-    Work items are (gate, block) pairs: 4 for LSTM and RNN, 6 for GRU, so that two
-    (or three, four) threads get even shares; fixed by the shapes only.
-    """
-    return _cached_bounds("units", int(n_gates), int(hidden))
 
 
 # ----------------------------------------------------------------------------
@@ -471,30 +403,9 @@ def _blas_gemm(typingctx, ta, tb, m, n, k, alpha, a, oa, lda, b, ob, ldb, beta, 
     return sig, codegen
 
 
-@njit(cache=True, error_model="numpy")
-def _loop_gemm(a, w, row_off, col_off, c, accumulate):
-    """c[i, j] (+)= sum_p a[i, p] * w[row_off + p, col_off + j], fused loops (2-D views).
-
-    For tiny sizes and ``use_blas=False``; vectorised over j.
-    """
-    m, n = c.shape
-    k = a.shape[1]
-    for i in range(m):
-        p0 = 0
-        if not accumulate:
-            ai = a[i, 0]
-            for j in range(n):
-                c[i, j] = ai * w[row_off, col_off + j]
-            p0 = 1
-        for p in range(p0, k):
-            aip = a[i, p]
-            for j in range(n):
-                c[i, j] += aip * w[row_off + p, col_off + j]
-
-
 # ----------------------------------------------------------------------------
 # cell updates of one time step over n = rows * H contiguous elements per gate
-# (gate-major layout: one long vectorised loop, no per-row overhead)
+# (gate blocks of unit-major states: one long vectorised loop, no per-row overhead)
 # ----------------------------------------------------------------------------
 
 
@@ -623,314 +534,273 @@ def _rnn_backward_flat(z, dh_out, dh_rec, n, relu, one):
 
 
 # ----------------------------------------------------------------------------
-# layer kernels
+# training: the whole stack per chunk of rows, unit-major states
 # ----------------------------------------------------------------------------
 
 
+@njit(cache=True)
+def _slot(t, t0, K):
+    """Buffer slot of step t: window steps t0..T in slots 0..K, earlier steps
+    alternating between slots K + 1 and K + 2 (kept only while needed)."""
+    return t - t0 if t >= t0 else K + 1 + t % 2
+
+
 @njit(cache=True, error_model="numpy")
-def _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT, bias, b_hn,
-                        gates, extra, ones, augmented, one):
-    """Input side ``x @ w_ih.T + bias`` of one (gate, quarter of rows) item of steps
-    p0..p1 of the block starting at step ta (``augmented``: x ends with a column of
-    ones and each gate's block of w_ihT with the bias, see SMALL_INPUT_FEATURES)."""
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
-    BH = B * H
-    n_rows = (p1 - p0) * B
-    g = item // n_sub
-    q = item % n_sub
-    r0 = (q * n_rows + n_sub // 2) // n_sub
-    r1 = ((q + 1) * n_rows + n_sub // 2) // n_sub
+def _product(ta, tb, m, n, k, A, oa, lda, Bm, ob, ldb, beta, C, oc, ldc, blas_h, one):
+    """``C (m, n) = op(A) @ op(B) + beta * C`` on flat row-major arrays, as
+    :func:`_blas_gemm` (beta 0 or 1); plain loops if not ``blas_h``."""
+    if blas_h:
+        _blas_gemm(ta, tb, m, n, k, one, A, oa, lda, Bm, ob, ldb, beta, C, oc, ldc)
+        return
     zero = one - one
-    if g < G:
-        og = g * S * BH + p0 * BH + r0 * H
-        ox = ((ta + p0) * B + r0) * F
-        if augmented:
-            _blas_gemm(0, 0, r1 - r0, H, F, one, x, ox, F, w_ihT.reshape(-1), g * F * H, H,
-                       zero, gates, og, H)
-        else:
-            _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, bias, g * H, H, zero, gates, og,
-                       H)
-            _blas_gemm(0, 0, r1 - r0, H, F, one, x, ox, F, w_ihT.reshape(-1), g * F * H, H,
-                       one, gates, og, H)
-    else:  # GRU: W_hn h + b_hn starts from b_hn
-        _blas_gemm(0, 0, r1 - r0, H, 1, one, ones, 0, 1, b_hn, 0, H, zero, extra,
-                   p0 * BH + r0 * H, H)
+    for i in range(m):
+        for j in range(n):
+            acc = zero
+            for q in range(k):
+                a = A[oa + q * lda + i] if ta else A[oa + i * lda + q]
+                b = Bm[ob + j * ldb + q] if tb else Bm[ob + q * ldb + j]
+                acc += a * b
+            o = oc + i * ldc + j
+            C[o] = acc + C[o] if beta != zero else acc
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_chunk(cell, b0, b1, blk, starts, p0, p1, B, H, S, h_buf, c_buf, w_hhT, gates,
-                   extra, blas_h, one):
-    """Recurrence of steps p0..p1 of block ``blk`` for the batch rows b0..b1."""
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
-    relu = cell == RNN_RELU
-    is_gru = cell == GRU
-    BH = B * H
-    gs = S * BH
-    wh = w_hhT.reshape(-1)
-    ta = starts[blk]
-    rows = b1 - b0
-    n = rows * H
-    if cell == LSTM and blk > 0 and p0 == 0:  # carry the cell state over
-        src = (starts[blk] - starts[blk - 1]) * BH + b0 * H
-        for e in range(n):
-            c_buf[b0 * H + e] = c_buf[src + e]
-    for s in range(p0, p1):
-        t = ta + s
-        oz = s * BH + b0 * H
-        ohp = t * BH + b0 * H
-        oxh = ohp + BH
-        for g in range(G):
-            if is_gru and g == 2:
-                tgt = extra
-                otgt = oz
-            else:
-                tgt = gates
-                otgt = oz + g * gs
-            if blas_h:
-                _blas_gemm(0, 0, rows, H, H, one, h_buf, ohp, H, wh, g * H * H, H, one, tgt,
-                           otgt, H)
-            else:
-                _loop_gemm(h_buf[ohp:ohp + n].reshape((rows, H)), w_hhT, g * H, 0,
-                           tgt[otgt:otgt + n].reshape((rows, H)), True)
-        h_new = h_buf[oxh:oxh + n]
-        if cell == LSTM:
-            _lstm_forward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
-                               gates[oz + 2 * gs:oz + 2 * gs + n],
-                               gates[oz + 3 * gs:oz + 3 * gs + n], c_buf[oz:oz + n],
-                               c_buf[oz + BH:oz + BH + n], h_new, n)
-        elif is_gru:
-            _gru_forward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
-                              gates[oz + 2 * gs:oz + 2 * gs + n], extra[oz:oz + n],
-                              h_buf[ohp:ohp + n], h_new, n, one)
-        else:
-            _rnn_forward_flat(gates[oz:oz + n], h_new, n, relu)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _layer_forward(cell, T, B, F, H, S, P, x, h_buf, c_buf, w_ihT, w_hhT, bias, b_hn, gates,
-                   extra, ones, starts, chunks, blas_h, augmented, one):
-    """Forward of one layer over all T steps, in blocks of at most S steps.
-
-    All arrays flat (C order); shapes in brackets.
-
-    Parameters
-    ----------
-    cell : int
-        Cell code.
-    T, B, F, H, S : int
-        Steps, batch rows, input columns (features, plus the column of ones if
-        ``augmented``), hidden units, steps per block (the last block is the cached
-        window).
-    P : int
-        Steps whose input side is computed at once (sized to stay in cache).
-    x : [T, B, F]
-        Time-major inputs (``augmented``: the last column is ones).
-    h_buf : [T + 1, B, H]
-        Block 0 holds h0 on entry; blocks 1..T are written with the hidden outputs.
-    c_buf : [S + 1, B, H]
-        LSTM: block 0 holds c0 on entry; on exit, the cell state before the last
-        block (block 0) and the cell states of its steps. Unused otherwise.
-    w_ihT : (G*F, H); w_hhT : (G*H, H) 2-D arrays
-        Weights transposed gate by gate: ``w_ihT[g*F + p, j] = w_ih[g*H + j, p]``
-        (BLAS multiplies non-transposed operands fastest at small sizes);
-        ``augmented``: the last row of each gate's block is that gate's bias.
-    bias : [G*H]
-        ``b_ih + b_hh`` (GRU n block: ``b_in`` only). b_hn : [H] GRU ``b_hn``.
-    gates : [G, S, B, H]
-        Gate-major; written with the activated gates of the last block's steps.
-    extra : [S, B, H]
-        GRU: written with ``W_hn h_prev + b_hn`` of the last block's steps.
-    ones : [S*B]
-        Ones (bias broadcast as a rank-1 product).
-    starts : int64 array
-        First step of every block, then T.
-    chunks : int64 array
-        Chunk boundaries over the batch (each chunk >= 2 rows when B >= 2).
-    blas_h : bool
-        BLAS for the recurrent product (else fused loops).
-    augmented : bool
-        Inputs and input weights carry the bias (see SMALL_INPUT_FEATURES).
-    one : scalar of the arrays' dtype
-        1, typed (a bare literal would promote float32 to float64).
-
-    Per P steps: first their input side ``x @ w_ih.T + bias`` as large products
-    (parallel over fixed (gate, rows) items), then the recurrence (parallel over
-    batch chunks, sequential in time): per step and chunk, one BLAS product
-    ``h_prev @ w_hh.T`` per gate accumulated onto it, then one vectorised pass for
-    the nonlinearities over the chunk's rows * H contiguous elements. The loop bodies
-    are separate functions: the parallel function stays small (fast to compile).
-    """
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
-    n_blocks = starts.shape[0] - 1
-    n_chunks = chunks.shape[0] - 1
-    for blk in range(n_blocks):
-        ta = starts[blk]
-        n_steps = starts[blk + 1] - ta
-        for p0 in range(0, n_steps, P):
-            p1 = min(p0 + P, n_steps)
-            n_sub = min(N_STEP_BLOCKS, max(1, (p1 - p0) * B // 8))
-            n_items = (G + 1) * n_sub if cell == GRU else G * n_sub
-            for item in prange(n_items):
-                _forward_input_item(cell, item, n_sub, ta, p0, p1, B, F, H, S, x, w_ihT,
-                                    bias, b_hn, gates, extra, ones, augmented, one)
-            for c in prange(n_chunks):
-                _forward_chunk(cell, chunks[c], chunks[c + 1], blk, starts, p0, p1, B, H, S,
-                               h_buf, c_buf, w_hhT, gates, extra, blas_h, one)
-
-
-@njit(cache=True, error_model="numpy")
-def _backward_chunk(cell, b0, b1, T, B, H, K, gates, dzh_n, extra, h_buf, c_buf, dh_out,
-                    w_hh, dh_rec, dh_dir, dc, blas_h, one):
-    """BPTT over the K window steps for the batch rows b0..b1."""
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
-    t0 = T - K
-    gs = K * B * H
-    relu = cell == RNN_RELU
-    is_gru = cell == GRU
-    w_hh2 = w_hh.reshape((G * H, H))
-    rows = b1 - b0
-    n = rows * H
-    odr = b0 * H
-    for s in range(K - 1, -1, -1):
-        oz = (s * B + b0) * H
-        d_out = dh_out[oz:oz + n]
-        d_rec = dh_rec[odr:odr + n]
-        if cell == LSTM:
-            _lstm_backward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
-                                gates[oz + 2 * gs:oz + 2 * gs + n],
-                                gates[oz + 3 * gs:oz + 3 * gs + n], d_out, d_rec,
-                                dc[odr:odr + n], c_buf[oz + B * H:oz + B * H + n],
-                                c_buf[oz:oz + n], n, one)
-        elif is_gru:
-            ohp = ((t0 + s) * B + b0) * H
-            _gru_backward_flat(gates[oz:oz + n], gates[oz + gs:oz + gs + n],
-                               gates[oz + 2 * gs:oz + 2 * gs + n], dzh_n[oz:oz + n],
-                               extra[oz:oz + n], h_buf[ohp:ohp + n], d_out, d_rec,
-                               dh_dir[odr:odr + n], n, one)
-        else:
-            _rnn_backward_flat(gates[oz:oz + n], d_out, d_rec, n, relu, one)
-        # dh_rec = sum over gates of dZh_g @ W_hh_g
-        for g in range(G):
-            if is_gru and g == 2:
-                src = dzh_n
-                osrc = oz
-            else:
-                src = gates
-                osrc = oz + g * gs
-            if blas_h:
-                _blas_gemm(0, 0, rows, H, H, one, src, osrc, H, w_hh, g * H * H, H,
-                           one if g > 0 else one - one, dh_rec, odr, H)
-            else:
-                _loop_gemm(src[osrc:osrc + n].reshape((rows, H)), w_hh2, g * H, 0,
-                           dh_rec[odr:odr + n].reshape((rows, H)), g > 0)
-
-
-@njit(cache=True, error_model="numpy")
-def _backward_item(cell, item, n_units, T, B, F, H, K, gates, dzh_n, h_buf, x, w_ih,
-                   step_bounds, unit_bounds, dx, dw_ih, dw_hh, db_ih, db_hh, ones, one):
-    """Weight gradients of one (gate, block of units) item, or the input gradient of
-    one block of steps (items past G * n_units)."""
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
-    t0 = T - K
-    BH = B * H
-    KB = K * B
-    gs = KB * H
+def _step_products(cell, H, n, Ka, A, oa, S, os, Z, oz, blas_h, one):
+    """Pre-activations of one step: ``Z = A @ S`` (LSTM, RNN), or for GRU the r, z
+    rows over all of S, n_h = [w_hn, b_hn] over [h; 1] and n_x = [b_in, w_in] over
+    [1; x] (see :func:`_infer_chunk`)."""
     zero = one - one
-    n_w = G * n_units
-    if item < n_w:
-        g = item // n_units
-        j0 = unit_bounds[item % n_units]
-        j1 = unit_bounds[item % n_units + 1]
-        nj = j1 - j0
-        oz = g * gs + j0
-        if cell == GRU and g == 2:
-            srch = dzh_n
-            ozh = j0
-        else:
-            srch = gates
-            ozh = oz
-        # one small product per step, accumulated in step order: the operands stay in
-        # cache and BLAS's small-matrix kernels apply (2-8x faster here than one
-        # product over K*B rows, which spends its time packing)
-        for s in range(K):
-            beta = one if s > 0 else zero
-            _blas_gemm(1, 0, nj, F, B, one, gates, oz + s * BH, H, x, (t0 + s) * B * F, F,
-                       beta, dw_ih, (g * H + j0) * F, F)
-            _blas_gemm(1, 0, nj, H, B, one, srch, ozh + s * BH, H, h_buf, (t0 + s) * BH, H,
-                       beta, dw_hh, (g * H + j0) * H, H)
-        # bias gradients: column sums, as products with a vector of ones
-        _blas_gemm(1, 0, nj, 1, KB, one, gates, oz, H, ones, 0, 1, zero, db_ih, g * H + j0, 1)
-        _blas_gemm(1, 0, nj, 1, KB, one, srch, ozh, H, ones, 0, 1, zero, db_hh, g * H + j0, 1)
+    if cell == GRU:
+        _product(0, 0, 2 * H, n, Ka, A, oa, Ka, S, os, n, zero, Z, oz, n, blas_h, one)
+        _product(0, 0, H, n, H + 1, A, oa + 2 * H * Ka, Ka, S, os, n, zero, Z,
+                 oz + 2 * H * n, n, blas_h, one)
+        _product(0, 0, H, n, Ka - H, A, oa + 3 * H * Ka + H, Ka, S, os + H * n, n, zero, Z,
+                 oz + 3 * H * n, n, blas_h, one)
     else:
-        q = item - n_w
-        r0 = step_bounds[q] * B
-        r1 = step_bounds[q + 1] * B
-        for g in range(G):
-            _blas_gemm(0, 0, r1 - r0, F, H, one, gates, g * gs + r0 * H, H, w_ih, g * H * F,
-                       F, one if g > 0 else zero, dx, r0 * F, F)
+        G = 4 if cell == LSTM else 1
+        _product(0, 0, G * H, n, Ka, A, oa, Ka, S, os, n, zero, Z, oz, n, blas_h, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _train_forward_chunk(cell, L, r0, rows, n, T, K, F, H, B, x, A, a_off, h0, c0, masks,
+                         has_masks, S, Z, C, h_top, h_out, want_h_out, blas_h, one):
+    """Forward of every layer over all T steps for the batch rows r0..r0+rows, keeping
+    the last K steps for the backward.
+
+    Unit-major, as :func:`_infer_chunk`, n columns (rows padded to ROW_BLOCK, padding
+    on zero inputs). Per layer k: ``S[k, slot]`` [Ka_k, n] the product's right side
+    ``[h_t; 1; x_t]`` of a step, ``Z[k, slot]`` [G'*H, n] its gates (activated by the
+    cell update; GRU blocks r, z, n_h = W_hn h + b_hn, n), ``C[k, slot]`` [H, n] LSTM
+    cell states; slots from :func:`_slot` (Z: K for steps before the window).
+    ``x`` [T, B, F] time-major inputs; ``h0``, ``c0`` [L, B, H]; ``masks`` [L-1, T, B,
+    H] dropout masks on the inputs of layers 1..L-1; ``h_top`` [B, H] written with the
+    top layer's last state, ``h_out`` [T, B, H] with all its states if ``want_h_out``.
+    """
+    relu = cell == RNN_RELU
+    RH = H * n
+    t0 = T - K
+    zero = one - one
+    s0 = _slot(0, t0, K)
+    for k in range(L):
+        Ka = H + 1 + (F if k == 0 else H)
+        for sl in range(K + 3):
+            for e in range(Ka * n):
+                S[k, sl, e] = zero
+            for r in range(n):
+                S[k, sl, RH + r] = one
+        for j in range(H):
+            for r in range(rows):
+                S[k, s0, j * n + r] = h0[(k * B + r0 + r) * H + j]
+        if cell == LSTM:
+            for e in range(RH):
+                C[k, s0, e] = zero
+            for j in range(H):
+                for r in range(rows):
+                    C[k, s0, j * n + r] = c0[(k * B + r0 + r) * H + j]
+    for t in range(T):
+        ss = _slot(t, t0, K)
+        sn = _slot(t + 1, t0, K)
+        zs = t - t0 if t >= t0 else K
+        for k in range(L):
+            Ka = H + 1 + (F if k == 0 else H)
+            s_cur = S[k, ss]
+            ox = RH + n  # x rows of S
+            if k == 0:
+                for f in range(F):
+                    for r in range(rows):
+                        s_cur[ox + f * n + r] = x[(t * B + r0 + r) * F + f]
+            else:  # the layer below's new h, written at this step
+                below = S[k - 1, sn]
+                if has_masks:
+                    om = ((k - 1) * T + t) * B + r0
+                    for j in range(H):
+                        for r in range(rows):
+                            s_cur[ox + j * n + r] = below[j * n + r] * masks[(om + r) * H + j]
+                else:
+                    for e in range(RH):
+                        s_cur[ox + e] = below[e]
+            z = Z[k, zs]
+            _step_products(cell, H, n, Ka, A, a_off[k], s_cur, 0, z, 0, blas_h, one)
+            h_new = S[k, sn, 0:RH]
+            if cell == LSTM:
+                _lstm_forward_flat(z[0:RH], z[RH:2 * RH], z[2 * RH:3 * RH], z[3 * RH:4 * RH],
+                                   C[k, ss, 0:RH], C[k, sn, 0:RH], h_new, RH)
+            elif cell == GRU:
+                _gru_forward_flat(z[0:RH], z[RH:2 * RH], z[3 * RH:4 * RH], z[2 * RH:3 * RH],
+                                  s_cur[0:RH], h_new, RH, one)
+            else:
+                _rnn_forward_flat(z[0:RH], h_new, RH, relu)
+        if want_h_out:
+            top = S[L - 1, sn]
+            for r in range(rows):
+                for j in range(H):
+                    h_out[(t * B + r0 + r) * H + j] = top[j * n + r]
+    top = S[L - 1, K]
+    for r in range(rows):
+        for j in range(H):
+            h_top[(r0 + r) * H + j] = top[j * n + r]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _layer_backward(cell, T, B, F, H, K, gates, dzh_n, extra, h_buf, c_buf, x, dh_out, w_ih,
-                    w_hh, dh_rec, dh_dir, dc, chunks, step_bounds, unit_bounds, blas_h,
-                    need_dx, dx, dw_ih, dw_hh, db_ih, db_hh, ones, one):
-    """BPTT of one layer over its last K steps, then the weight and input gradients.
+def _stack_forward(cell, L, nc, per, T, K, F, H, B, x, A, a_off, h0, c0, masks, has_masks, S,
+                   Z, C, h_top, h_out, want_h_out, blas_h, one):
+    """:func:`_train_forward_chunk` for the nc chunks of ``per`` rows (the last takes
+    the rest), in parallel; ``S``, ``Z``, ``C`` carry a leading chunk axis."""
+    for c in prange(nc):
+        r0 = c * per
+        _train_forward_chunk(cell, L, r0, min(per, B - r0), per, T, K, F, H, B, x, A, a_off,
+                             h0, c0, masks, has_masks, S[c], Z[c], C[c], h_top, h_out,
+                             want_h_out, blas_h, one)
 
-    All arrays flat (C order); shapes in brackets.
 
-    Parameters
-    ----------
-    cell : int
-    T, B, F, H, K : int
-        Steps, batch rows, input features, hidden units, window steps (K >= 1).
-    gates : [G, K, B, H]
-        Activated gates from the forward; overwritten with the pre-activation
-        gradients dZ (input side).
-    dzh_n : [K, B, H]
-        GRU: written with the recurrent-side dZ of the n gate (``dn_pre * r``).
-    extra : [K, B, H]
-        GRU: ``W_hn h_prev + b_hn`` from the forward.
-    h_buf : [T + 1, B, H]
-        Hidden states from the forward (block 0 = h0).
-    c_buf : [K + 1, B, H]
-        LSTM cell states from the forward (block 0 = state before the window).
-    x : [T, B, F]
-        The layer's inputs.
-    dh_out : [K, B, H]
-        Gradient of the loss with respect to the outputs of the window's steps.
-    w_ih : [G*H, F]; w_hh : [G*H, H]
-    dh_rec, dh_dir, dc : [B, H]
-        In: zeros. Out: recurrent, direct (GRU) and cell (LSTM) gradients with respect
-        to the state before the window: ``dh_start = dh_rec + dh_dir``, ``dc_start = dc``.
-    chunks : int64 array
-        Chunk boundaries over the batch.
-    step_bounds, unit_bounds : int64 arrays
-        Fixed blocks of steps (input gradient) and of hidden units (weight gradients),
-        from the shapes only, never from the thread count.
-    blas_h : bool
-        BLAS for the per-step recurrent product.
-    need_dx : bool
-        Compute ``dx`` [K, B, F] (written).
-    dw_ih, dw_hh, db_ih, db_hh : [G*H, F], [G*H, H], [G*H], [G*H]
-        Written: the parameter gradients.
-    ones : [K*B]
-        Ones (the bias gradients are products with it).
-    one : scalar of the arrays' dtype
+@njit(cache=True, error_model="numpy")
+def _train_backward_chunk(cell, L, r0, rows, n, T, K, F, H, B, A, a_off, masks, has_masks,
+                          dh_top, n_top, S, Z, C, dS, dzh, dc, ddir, dtop, dmask, dA, dA_off,
+                          dx, need_dx, dh_start, dc_start, blas_h, one):
+    """BPTT over the K window steps of every layer, top down at each step, for the batch
+    rows r0..r0+rows, from what :func:`_train_forward_chunk` kept (``Z`` is overwritten
+    with the pre-activation gradients dZ).
 
-    Two parallel loops: BPTT over batch chunks, then the weight gradients over fixed
-    (gate, block of units) items and the input gradient over fixed blocks of steps;
-    every element is then computed in an order fixed by the shapes.
+    Per step and layer: the cell's backward gives dZ; ``dA_k += dZ @ S_t.T`` (the
+    gradient of ``A_k = [w_hh, b, w_ih]``, bias included through the row of ones) and
+    ``dS = A_k.T @ dZ`` (rows 0..H: gradient of h_t; rows H+1..: of the inputs, which
+    are the outputs of layer k-1). ``dh_top`` [n_top, B, H]: gradient of the top
+    layer's outputs at the last n_top steps. Scratch per layer (chunk's own):
+    ``dS`` [L, Ka_max*n], ``dc``, ``ddir`` [L, H*n] (LSTM cell, GRU direct path),
+    ``dzh``, ``dtop``, ``dmask`` [H*n]. ``dA`` [sum of G'*H*Ka_k], layer k at
+    ``dA_off[k]``: this chunk's share, written. ``dx`` [K, B, F] layer 0's input
+    gradient if ``need_dx``; ``dh_start``, ``dc_start`` [L, B, H]: gradients of the
+    state before the window (written).
     """
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
-    n_chunks = chunks.shape[0] - 1
-    for c in prange(n_chunks):
-        _backward_chunk(cell, chunks[c], chunks[c + 1], T, B, H, K, gates, dzh_n, extra,
-                        h_buf, c_buf, dh_out, w_hh, dh_rec, dh_dir, dc, blas_h, one)
-    n_units = unit_bounds.shape[0] - 1
-    n_items = G * n_units + (step_bounds.shape[0] - 1 if need_dx else 0)
-    for item in prange(n_items):
-        _backward_item(cell, item, n_units, T, B, F, H, K, gates, dzh_n, h_buf, x, w_ih,
-                       step_bounds, unit_bounds, dx, dw_ih, dw_hh, db_ih, db_hh, ones, one)
+    relu = cell == RNN_RELU
+    RH = H * n
+    t0 = T - K
+    zero = one - one
+    for e in range(dA.shape[0]):
+        dA[e] = zero
+    for k in range(L):
+        for e in range(dS.shape[1]):
+            dS[k, e] = zero
+        for e in range(RH):
+            dc[k, e] = zero
+            ddir[k, e] = zero
+    for e in range(RH):
+        dtop[e] = zero
+        dmask[e] = zero
+    t_top = T - n_top
+    for t in range(T - 1, t0 - 1, -1):
+        s = t - t0  # slot of step t (S, Z) and of c_t; c_{t+1} in s + 1
+        for k in range(L - 1, -1, -1):
+            Fk = F if k == 0 else H
+            Ka = H + 1 + Fk
+            if k == L - 1:
+                if t >= t_top:
+                    od = (t - t_top) * B + r0
+                    for j in range(H):
+                        for r in range(rows):
+                            dtop[j * n + r] = dh_top[(od + r) * H + j]
+                elif t == t_top - 1:
+                    for e in range(RH):
+                        dtop[e] = zero
+                dout = dtop
+            else:
+                up = dS[k + 1, (H + 1) * n:(H + 1) * n + RH]  # layer k + 1's input gradient
+                if has_masks:
+                    om = (k * T + t) * B + r0
+                    for j in range(H):
+                        for r in range(rows):
+                            dmask[j * n + r] = up[j * n + r] * masks[(om + r) * H + j]
+                    dout = dmask
+                else:
+                    dout = up
+            drec = dS[k, 0:RH]  # from step t + 1
+            z = Z[k, s]
+            if cell == LSTM:
+                _lstm_backward_flat(z[0:RH], z[RH:2 * RH], z[2 * RH:3 * RH], z[3 * RH:4 * RH],
+                                    dout, drec, dc[k], C[k, s + 1, 0:RH], C[k, s, 0:RH], RH,
+                                    one)
+            elif cell == GRU:
+                _gru_backward_flat(z[0:RH], z[RH:2 * RH], z[3 * RH:4 * RH], dzh,
+                                   z[2 * RH:3 * RH], S[k, s, 0:RH], dout, drec, ddir[k], RH,
+                                   one)
+            else:
+                _rnn_backward_flat(z[0:RH], dout, drec, RH, relu, one)
+            oa = a_off[k]
+            od = dA_off[k]
+            s_t = S[k, s]
+            if cell == GRU:
+                _product(0, 1, 2 * H, Ka, n, z, 0, n, s_t, 0, n, one, dA, od, Ka, blas_h, one)
+                _product(0, 1, H, H + 1, n, dzh, 0, n, s_t, 0, n, one, dA, od + 2 * H * Ka, Ka,
+                         blas_h, one)
+                _product(0, 1, H, Ka - H, n, z, 3 * RH, n, s_t, H * n, n, one, dA,
+                         od + 3 * H * Ka + H, Ka, blas_h, one)
+                _product(1, 0, Ka, n, 2 * H, A, oa, Ka, z, 0, n, zero, dS[k], 0, n, blas_h,
+                         one)
+                _product(1, 0, H + 1, n, H, A, oa + 2 * H * Ka, Ka, dzh, 0, n, one, dS[k], 0,
+                         n, blas_h, one)
+                _product(1, 0, Ka - H, n, H, A, oa + 3 * H * Ka + H, Ka, z, 3 * RH, n, one,
+                         dS[k], H * n, n, blas_h, one)
+            else:
+                GH = (4 if cell == LSTM else 1) * H
+                _product(0, 1, GH, Ka, n, z, 0, n, s_t, 0, n, one, dA, od, Ka, blas_h, one)
+                _product(1, 0, Ka, n, GH, A, oa, Ka, z, 0, n, zero, dS[k], 0, n, blas_h, one)
+            if k == 0 and need_dx:
+                ox = (H + 1) * n
+                for r in range(rows):
+                    for f in range(F):
+                        dx[(s * B + r0 + r) * F + f] = dS[0, ox + f * n + r]
+    for k in range(L):
+        for r in range(rows):
+            for j in range(H):
+                v = dS[k, j * n + r]
+                if cell == GRU:
+                    v += ddir[k, j * n + r]
+                dh_start[(k * B + r0 + r) * H + j] = v
+                if cell == LSTM:
+                    dc_start[(k * B + r0 + r) * H + j] = dc[k, j * n + r]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _stack_backward(cell, L, nc, per, T, K, F, H, B, A, a_off, masks, has_masks, dh_top,
+                    n_top, S, Z, C, dS, dzh, dc, ddir, dtop, dmask, dA_parts, dA_off, dA,
+                    dx, need_dx, dh_start, dc_start, blas_h, one):
+    """:func:`_train_backward_chunk` for every chunk in parallel, then ``dA`` [total] =
+    the chunks' shares summed in chunk order (fixed by the shapes, so the gradient's
+    bits do not depend on the thread count)."""
+    for c in prange(nc):
+        r0 = c * per
+        _train_backward_chunk(cell, L, r0, min(per, B - r0), per, T, K, F, H, B, A, a_off,
+                              masks, has_masks, dh_top, n_top, S[c], Z[c], C[c], dS[c],
+                              dzh[c], dc[c], ddir[c], dtop[c], dmask[c], dA_parts[c], dA_off,
+                              dx, need_dx, dh_start, dc_start, blas_h, one)
+    total = dA.shape[0]
+    n_blocks = (total + 4095) // 4096
+    for q in prange(n_blocks):
+        for e in range(q * 4096, min(total, (q + 1) * 4096)):
+            acc = dA_parts[0, e]
+            for c in range(1, nc):
+                acc += dA_parts[c, e]
+            dA[e] = acc
 
 
 # ----------------------------------------------------------------------------
@@ -960,7 +830,6 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b,
     strided load per row, cost 7% of a W1 step). ``A`` holds every layer's matrix,
     layer k at ``a_offsets[k]``, row-major (G'*H, Ka_k).
     """
-    G = 4 if cell == LSTM else (3 if cell == GRU else 1)
     relu = cell == RNN_RELU
     n = (rows + ROW_BLOCK - 1) // ROW_BLOCK * ROW_BLOCK  # columns, padded (ROW_BLOCK)
     RH = n * H
@@ -999,16 +868,11 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b,
                 for e in range(RH):
                     s_cur[ox + e] = below[e]
             oa = a_offsets[k]
+            _step_products(cell, H, n, Ka, A, oa, s_cur, 0, z, 0, blas_h, one)
             if cell == GRU:
-                _chunk_product(2 * H, n, Ka, A, oa, Ka, s_cur, 0, z, 0, blas_h, one)
-                _chunk_product(H, n, H + 1, A, oa + 2 * H * Ka, Ka, s_cur, 0, z, 2 * RH,
-                               blas_h, one)
-                _chunk_product(H, n, 1 + Fk, A, oa + 3 * H * Ka + H, Ka, s_cur, RH, z,
-                               3 * RH, blas_h, one)
                 _gru_infer_flat(z[0:RH], z[RH:2 * RH], z[3 * RH:4 * RH], z[2 * RH:3 * RH],
                                 s_cur[0:RH], sb[k, nxt, 0:RH], RH, one)
             else:
-                _chunk_product(G * H, n, Ka, A, oa, Ka, s_cur, 0, z, 0, blas_h, one)
                 if cell == LSTM:
                     _lstm_infer_flat(z[0:RH], z[RH:2 * RH], z[2 * RH:3 * RH],
                                      z[3 * RH:4 * RH], sc[k, cur, 0:RH], sc[k, nxt, 0:RH],
@@ -1024,22 +888,6 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b,
             w = head_w[o * H + j]
             for r in range(rows):
                 out[(r0 + r) * O + o] += w * h[j * n + r]
-
-
-@njit(cache=True, error_model="numpy")
-def _chunk_product(m, n, k, A, oa, lda, S, os, Z, oz, blas_h, one):
-    """``Z[oz:] (m, n) = A[oa:] (m, k; leading dimension lda) @ S[os:] (k, n)``."""
-    if blas_h:
-        _blas_gemm(0, 0, m, n, k, one, A, oa, lda, S, os, n, one - one, Z, oz, n)
-    else:
-        for i in range(m):
-            o = oz + i * n
-            for c in range(n):
-                Z[o + c] = one - one
-            for q in range(k):
-                a = A[oa + i * lda + q]
-                for c in range(n):
-                    Z[o + c] += a * S[os + q * n + c]
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -1100,224 +948,287 @@ def _infer_chunk_rows(b, n_chunks):
 
 
 # ----------------------------------------------------------------------------
-# layer-level drivers (plain Python: buffers and dispatch)
+# training drivers (plain Python: buffers and dispatch)
 # ----------------------------------------------------------------------------
 
 
-class LayerCache:
-    """What one layer's forward keeps for its backward (time-major arrays).
-
-    ``gates`` (G, K, B, H): activated gates of the window's K steps, gate-major;
-    ``extra`` (K, B, H): LSTM cell states / GRU ``W_hn h + b_hn`` of those steps;
-    ``h_buf`` (T + 1, B, H): h0 and the hidden outputs; ``h_start``/``c_start``: the
-    state before the window; ``t0 = T - K``; ``window = K``.
-    """
-
-    __slots__ = ("x", "h_buf", "h_out", "gates", "extra", "c_buf", "h_start", "c_start",
-                 "c_last", "t0", "window")
-
-    def __init__(self, x, h_buf, gates, extra, c_buf, c_last, t0):
-        self.x = x
-        self.h_buf = h_buf
-        self.h_out = h_buf[1:]
-        self.gates = gates
-        self.extra = extra
-        self.c_buf = c_buf
-        self.h_start = h_buf[t0]
-        self.c_start = c_buf[0] if c_buf is not None else None
-        self.c_last = c_last
-        self.t0 = t0
-        self.window = gates.shape[1]
-
-    @property
-    def h0(self):
-        return self.h_buf[0]
-
-
 def _use_blas(use_blas, H):
-    """BLAS for the per-step recurrent products?"""
+    """BLAS for the products?"""
     return H >= BLAS_MIN_HIDDEN if use_blas is None else bool(use_blas)
-
-
-@functools.lru_cache(maxsize=8)
-def _ones_cached(n, dtype):
-    return np.ones(n, dtype=dtype)
-
-
-def _ones(n, dtype):
-    """A vector of ones (cached; the kernels only read it)."""
-    return _ones_cached(int(n), np.dtype(dtype))
 
 
 def _flat(a):
     return a.reshape(-1)
 
 
-def _augment(x, w_ihT, bias, G):
-    """``[x, 1]`` and, gate by gate, ``[w_ih.T; b]`` (see SMALL_INPUT_FEATURES).
+def train_chunk_rows(batch_size: int, hidden_size: int) -> int:
+    """Rows per chunk of the training kernels, a multiple of ROW_BLOCK.
 
-    ``x`` (..., F) -> (..., F + 1); ``w_ihT`` (G*F, H) -> (G*(F + 1), H).
+    Fixed by the shapes alone, never by the thread count: the gradient sums the
+    chunks' shares, so its bits then do not depend on the machine's threads. About
+    TRAIN_CHUNK_TARGET rows, more from H = 256 (taller products).
     """
-    F = x.shape[-1]
-    H = w_ihT.shape[1]
-    x_aug = np.empty(x.shape[:-1] + (F + 1,), dtype=x.dtype)
-    x_aug[..., :F] = x
-    x_aug[..., F] = 1
-    w_aug = np.empty((G, F + 1, H), dtype=w_ihT.dtype)
-    w_aug[:, :F] = w_ihT.reshape(G, F, H)
-    w_aug[:, F] = bias.reshape(G, H)
-    return x_aug, w_aug.reshape(G * (F + 1), H)
+    target = TRAIN_CHUNK_TARGET * (4 if hidden_size >= 256 else 1)
+    n = max(1, -(-int(batch_size) // target))
+    per = -(-int(batch_size) // n)
+    return -(-per // ROW_BLOCK) * ROW_BLOCK
 
 
-def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, n_chunks=1,
-                  use_blas=None, keep=True):
-    """Forward pass of one recurrent layer.
+class StackCache:
+    """What :func:`stack_forward` keeps for :func:`stack_backward`.
+
+    Chunked unit-major buffers (see :func:`_train_forward_chunk`) and the shapes;
+    ``h_top`` (B, H) the top layer's last state. Layer 0's view in PyTorch's terms,
+    for tests and the GPU comparisons: ``gates`` (G, K, B, H) activated gates,
+    ``extra`` (K, B, H) GRU ``W_hn h + b_hn`` or LSTM cell states, ``h_start`` and
+    ``c_start`` (B, H) the state before the window, ``t0 = T - K``, ``window = K``.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    @property
+    def window(self):
+        return self.K
+
+    @property
+    def t0(self):
+        return self.T - self.K
+
+    def _unchunk(self, a):
+        """(nc, ..., X, n) chunk buffers -> (..., B, X): rows back in batch order."""
+        a = np.moveaxis(a, 0, -2)  # (..., X, nc, n)
+        a = a.reshape(a.shape[:-2] + (-1,))[..., :self.B]  # (..., X, B)
+        return np.ascontiguousarray(np.swapaxes(a, -1, -2))
+
+    def _z(self, k=0):
+        nc, n, H = self.nc, self.per, self.H
+        return self.Z[:, k, :self.K].reshape(nc, self.K, -1, H, n)
+
+    @property
+    def gates(self):
+        G = gate_count(self.cell)
+        z = self._z()
+        if self.cell == GRU:  # r, z, n (n stored in the last block)
+            z = z[:, :, [0, 1, 3]]
+        return self._unchunk(z[:, :, :G]).transpose(1, 0, 2, 3)
+
+    @property
+    def extra(self):
+        """GRU: ``W_hn h + b_hn``; LSTM: the cell states after each step (K, B, H)."""
+        if self.cell == GRU:
+            return self._unchunk(self._z()[:, :, 2])
+        if self.cell == LSTM:
+            c = self.C[:, 0, 1:self.K + 1].reshape(self.nc, self.K, self.H, self.per)
+            return self._unchunk(c)
+        return None
+
+    @property
+    def h_start(self):
+        return self._unchunk(self.S[:, 0, 0, :self.H * self.per].reshape(self.nc, self.H,
+                                                                         self.per))
+
+    @property
+    def c_start(self):
+        if self.cell != LSTM:
+            return None
+        return self._unchunk(self.C[:, 0, 0].reshape(self.nc, self.H, self.per))
+
+
+def stack_forward(cell, x, layers, h0=None, c0=None, window=None, masks=None,
+                  want_h_out=False, chunk_rows=None, use_blas=None):
+    """Forward of a stack of recurrent layers, keeping what the backward needs.
 
     Parameters
     ----------
     cell : int
         Cell code.
-    x : (T, B, F) C-contiguous array
+    x : (T, B, F) array
         Time-major inputs, float32 or float64 (the dtype of everything).
+    layers : sequence of (w_ih, w_hh, b_ih, b_hh)
+        Parameters of each layer, PyTorch's layout.
+    h0, c0 : (L, B, H) arrays, optional
+        Initial states (zeros if None; c0 for LSTM only).
+    window : int, optional
+        Truncation window K: the last K steps are kept (None: all T).
+    masks : (L - 1, T, B, H) array, optional
+        Dropout masks multiplying the inputs of layers 1..L-1.
+    want_h_out : bool
+        Also return every hidden state of the top layer.
+    chunk_rows : int, optional
+        Rows per chunk (default :func:`train_chunk_rows`; a multiple of ROW_BLOCK).
+    use_blas : bool, optional
+
+    Returns
+    -------
+    h_out : (T, B, H) array or None
+    cache : StackCache
+        ``cache.h_top`` (B, H) is the top layer's last state.
+    """
+    dtype = x.dtype
+    x = np.ascontiguousarray(x)
+    T, B, F = x.shape
+    L = len(layers)
+    GH, H = layers[0][1].shape
+    Gz = 4 if cell == GRU else GH // H
+    K = T if window is None else max(1, min(int(window), T))
+    per = train_chunk_rows(B, H) if chunk_rows is None else int(chunk_rows)
+    nc = -(-B // per)
+    mats = [np.ascontiguousarray(_product_matrix(cell, *layer, dtype)) for layer in layers]
+    a_off = np.cumsum([0] + [m.size for m in mats[:-1]]).astype(np.int64)
+    A = np.concatenate([m.reshape(-1) for m in mats])
+    Ka = H + 1 + max(F, H if L > 1 else 0)
+    S = np.empty((nc, L, K + 3, Ka * per), dtype=dtype)
+    Z = np.empty((nc, L, K + 1, Gz * H * per), dtype=dtype)
+    C = np.empty((nc, L, K + 3, H * per) if cell == LSTM else (nc, 1, 1, 1), dtype=dtype)
+    h0 = (np.zeros((L, B, H), dtype=dtype) if h0 is None
+          else np.ascontiguousarray(h0, dtype=dtype).reshape(L, B, H))
+    c0 = (np.ascontiguousarray(c0, dtype=dtype).reshape(L, B, H)
+          if cell == LSTM and c0 is not None else np.zeros((L, B, H), dtype=dtype))
+    has_masks = masks is not None and L > 1
+    masks = (np.ascontiguousarray(masks, dtype=dtype) if has_masks
+             else np.empty(1, dtype=dtype))
+    h_top = np.empty((B, H), dtype=dtype)
+    h_out = np.empty((T, B, H) if want_h_out else 1, dtype=dtype)
+    blas_h = _use_blas(use_blas, H)
+    with kernel_context():
+        _stack_forward(cell, L, nc, per, T, K, F, H, B, _flat(x), A, a_off, _flat(h0),
+                       _flat(c0), _flat(masks), has_masks, S, Z, C, _flat(h_top),
+                       _flat(h_out), want_h_out, blas_h, dtype.type(1))
+    cache = StackCache(cell=cell, L=L, T=T, K=K, B=B, F=F, H=H, per=per, nc=nc, S=S, Z=Z,
+                       C=C, A=A, a_off=a_off, masks=_flat(masks), has_masks=has_masks,
+                       h_top=h_top, blas_h=blas_h, dtype=dtype, used=False)
+    return (h_out if want_h_out else None), cache
+
+
+def stack_backward(cell, cache, dh_top, need_dx=False):
+    """Backpropagation through time of a stack over its window.
+
+    Parameters
+    ----------
+    cell : int
+    cache : StackCache
+        From :func:`stack_forward`; its gate buffers are overwritten (a cache serves
+        one backward).
+    dh_top : (S, B, H) array
+        Gradient of the loss with respect to the top layer's outputs at the last S
+        steps of the window (S <= K; S = 1 for a head on the last step).
+    need_dx : bool
+        Also return the gradient with respect to the inputs of the window's steps.
+
+    Returns
+    -------
+    grads : list of (dw_ih, dw_hh, db_ih, db_hh)
+        Per layer, shaped as the parameters.
+    dx : (K, B, F) array or None
+    dh_start, dc_start : (L, B, H) arrays
+        Gradients with respect to each layer's state before the window (``h0``/``c0``
+        when the window covers the whole sequence); dc_start zeros except for LSTM.
+    """
+    if cache.used:
+        raise RuntimeError("a StackCache serves one backward; run the forward again.")
+    cache.used = True
+    dtype = cache.dtype
+    L, T, K, B, F, H, per, nc = (cache.L, cache.T, cache.K, cache.B, cache.F, cache.H,
+                                 cache.per, cache.nc)
+    Gz = 4 if cell == GRU else gate_count(cell)
+    dh_top = np.ascontiguousarray(dh_top, dtype=dtype)
+    n_top = dh_top.shape[0]
+    if not 1 <= n_top <= K or dh_top.shape[1:] != (B, H):
+        raise ValueError(f"dh_top must have shape (S, {B}, {H}) with 1 <= S <= {K}; "
+                         f"got {dh_top.shape}.")
+    Kas = [H + 1 + (F if k == 0 else H) for k in range(L)]
+    sizes = [Gz * H * Ka for Ka in Kas]
+    dA_off = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+    total = int(sum(sizes))
+    RH = H * per
+    dS = np.empty((nc, L, max(Kas) * per), dtype=dtype)
+    scratch = [np.empty((nc, RH), dtype=dtype) for _ in range(3)]  # dzh, dtop, dmask
+    dc = np.empty((nc, L, RH), dtype=dtype)
+    ddir = np.empty((nc, L, RH), dtype=dtype)
+    dA_parts = np.empty((nc, total), dtype=dtype)
+    dA = np.empty(total, dtype=dtype)
+    dx = np.empty((K, B, F) if need_dx else 1, dtype=dtype)
+    dh_start = np.empty((L, B, H), dtype=dtype)
+    dc_start = np.zeros((L, B, H), dtype=dtype)
+    with kernel_context():
+        _stack_backward(cell, L, nc, per, T, K, F, H, B, cache.A, cache.a_off, cache.masks,
+                        cache.has_masks, _flat(dh_top), n_top, cache.S, cache.Z, cache.C,
+                        dS, scratch[0], dc, ddir, scratch[1], scratch[2], dA_parts, dA_off,
+                        dA, _flat(dx), need_dx, _flat(dh_start), _flat(dc_start),
+                        cache.blas_h, dtype.type(1))
+    grads = []
+    for k in range(L):
+        d = dA[dA_off[k]:dA_off[k] + sizes[k]].reshape(Gz * H, Kas[k])
+        if cell == GRU:  # blocks r, z | n_h = [w_hn, b_hn] | n_x = [b_in, w_in]
+            dw_ih = np.concatenate([d[:2 * H, H + 1:], d[3 * H:, H + 1:]])
+            dw_hh = np.concatenate([d[:2 * H, :H], d[2 * H:3 * H, :H]])
+            db_ih = np.concatenate([d[:2 * H, H], d[3 * H:, H]])
+            db_hh = np.concatenate([d[:2 * H, H], d[2 * H:3 * H, H]])
+        else:
+            dw_ih = d[:, H + 1:].copy()
+            dw_hh = d[:, :H].copy()
+            db_ih = d[:, H].copy()
+            db_hh = db_ih.copy()
+        grads.append((dw_ih, dw_hh, db_ih, db_hh))
+    return grads, (dx if need_dx else None), dh_start, dc_start
+
+
+def layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, window=None, chunk_rows=None,
+                  use_blas=None, keep=True):
+    """Forward pass of one recurrent layer (:func:`stack_forward` with one layer).
+
+    Parameters
+    ----------
+    cell : int
+    x : (T, B, F) array
+        Time-major inputs, float32 or float64.
     h0, c0 : (B, H) arrays
         Initial hidden and cell state (``c0`` is ignored except for LSTM).
     w_ih, w_hh, b_ih, b_hh : arrays
         Layer parameters in PyTorch's layout.
     window : int or None
-        Truncation window K: gate caches are kept for the last K steps only.
-        ``None`` keeps all T steps (full BPTT).
-    n_chunks : int
-        Number of batch chunks processed in parallel.
+        Truncation window K (None: full BPTT).
+    chunk_rows : int or None
     use_blas : bool or None
-        Per-step BLAS products; ``None`` decides from the sizes.
     keep : bool
-        Keep the cache for a backward pass; ``False`` for inference.
+        Return the cache for a backward pass; ``False`` for inference.
 
     Returns
     -------
     h_out : (T, B, H) array
-        Hidden states of every step (a view of the cache's ``h_buf[1:]``).
-    cache : LayerCache or None
+    cache : StackCache or None
     """
-    T, B, F = x.shape
-    GH, H = w_hh.shape
-    G = GH // H
-    dtype = x.dtype
-    x = np.ascontiguousarray(x)
-    blas_h = _use_blas(use_blas, H)
-    # P steps of input side at a time (their gates fit in INPUT_BLOCK_BYTES); blocks of
-    # K steps ending at T, the last one kept for the backward (inference: K = P)
-    P = max(1, min(T, INPUT_BLOCK_BYTES // (GH * B * dtype.itemsize)))
-    K = P if not keep else (T if window is None else max(1, min(int(window), T)))
-    starts = window_starts(T, K)
-    chunks = chunk_bounds(B, n_chunks)
-    # transposed gate by gate: (G * inputs, H)
-    w_ihT = np.ascontiguousarray(
-        np.asarray(w_ih, dtype=dtype).reshape(G, H, F).transpose(0, 2, 1)).reshape(G * F, H)
-    w_hhT = np.ascontiguousarray(
-        np.asarray(w_hh, dtype=dtype).reshape(G, H, H).transpose(0, 2, 1)).reshape(G * H, H)
-    bias = np.asarray(b_ih + b_hh, dtype=dtype)
-    if cell == GRU:
-        bias[2 * H:] = b_ih[2 * H:]
-        b_hn = np.ascontiguousarray(b_hh[2 * H:], dtype=dtype)
-        extra = np.empty((K, B, H), dtype=dtype)
-    else:
-        b_hn = bias[:1]
-        extra = np.empty((1, 1, 1), dtype=dtype)
-    augmented = F <= SMALL_INPUT_FEATURES
-    x_in, F_in = x, F
-    if augmented:
-        x_in, w_ihT = _augment(x, w_ihT, bias, G)
-        F_in = F + 1
-    h_buf = np.empty((T + 1, B, H), dtype=dtype)
-    h_buf[0] = h0
-    if cell == LSTM:
-        c_buf = np.empty((K + 1, B, H), dtype=dtype)
-        c_buf[0] = c0
-    else:
-        c_buf = np.empty((1, 1, 1), dtype=dtype)
-    gates = np.empty((G, K, B, H), dtype=dtype)
-    with kernel_context():
-        _layer_forward(cell, T, B, F_in, H, K, P, _flat(x_in), _flat(h_buf), _flat(c_buf),
-                       w_ihT, w_hhT, bias, b_hn, _flat(gates), _flat(extra),
-                       _ones(K * B, dtype), starts, chunks, blas_h, augmented, dtype.type(1))
-    h_out = h_buf[1:]
-    if not keep:
-        return h_out, None
-    if cell == LSTM:
-        cache = LayerCache(x, h_buf, gates, c_buf[1:], c_buf, c_buf[K], T - K)
-    else:
-        cache = LayerCache(x, h_buf, gates, extra, None, None, T - K)
-    return h_out, cache
+    h_out, cache = stack_forward(cell, x, [(w_ih, w_hh, b_ih, b_hh)], h0=h0[None],
+                                 c0=c0[None], window=window, want_h_out=True,
+                                 chunk_rows=chunk_rows, use_blas=use_blas)
+    return h_out, (cache if keep else None)
 
 
-def layer_backward(cell, cache, dh_out, w_ih, w_hh, n_chunks=1, use_blas=None,
-                   need_dx=True):
+def layer_backward(cell, cache, dh_out, need_dx=True):
     """Backpropagation through time for one layer over its cached window.
 
     Parameters
     ----------
     cell : int
-    cache : LayerCache
-        From :func:`layer_forward` with ``keep=True``; its gate buffer is
-        overwritten (a cache serves one backward).
+    cache : StackCache
+        From :func:`layer_forward` (one layer).
     dh_out : (K, B, H) array
-        Gradient of the loss with respect to the layer's outputs at the window's
-        K steps (the last K of T).
-    w_ih, w_hh : arrays
-        The layer's weights.
-    n_chunks : int
-    use_blas : bool or None
+        Gradient of the loss with respect to the layer's outputs at the window's K
+        steps (the last K of T).
     need_dx : bool
-        ``False`` skips the input gradient (returned as None), e.g. for the first layer.
+        ``False`` skips the input gradient (returned as None).
 
     Returns
     -------
     dx : (K, B, F) array or None
-        Gradient with respect to the inputs of the window's steps.
     dw_ih, dw_hh, db_ih, db_hh : arrays
         Parameter gradients, shaped as the parameters.
     dh_start, dc_start : (B, H) arrays
-        Gradient with respect to the state before the window (``h0``/``c0`` when
-        the window covers the whole sequence).
+        Gradient with respect to the state before the window.
     """
-    gates = cache.gates
-    G, K, B, H = gates.shape
-    GH = G * H
-    x = cache.x
-    T, _, F = x.shape
-    dtype = gates.dtype
-    blas_h = _use_blas(use_blas, H)
-    chunks = chunk_bounds(B, n_chunks)
-    step_bounds = step_blocks(K)
-    unit_bounds = unit_blocks(G, H)
-    dh_out = np.ascontiguousarray(dh_out, dtype=dtype)
-    dh_rec = np.zeros((B, H), dtype=dtype)
-    dh_dir = np.zeros((B, H), dtype=dtype)
-    dc = np.zeros((B, H), dtype=dtype)
-    if cell == GRU:
-        dzh_n = np.empty((K, B, H), dtype=dtype)
-        extra = cache.extra
-    else:
-        dzh_n = np.empty(1, dtype=dtype)
-        extra = dzh_n
-    c_buf = cache.c_buf if cell == LSTM else np.empty(1, dtype=dtype)
-    dx = np.empty((K, B, F) if need_dx else (1, 1, 1), dtype=dtype)
-    dw_ih = np.empty((GH, F), dtype=dtype)
-    dw_hh = np.empty((GH, H), dtype=dtype)
-    db_ih = np.empty(GH, dtype=dtype)
-    db_hh = np.empty(GH, dtype=dtype)
-    w_ih = np.ascontiguousarray(w_ih, dtype=dtype)
-    w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
-    with kernel_context():
-        _layer_backward(cell, T, B, F, H, K, _flat(gates), _flat(dzh_n), _flat(extra),
-                        _flat(cache.h_buf), _flat(c_buf), _flat(x), _flat(dh_out),
-                        _flat(w_ih), _flat(w_hh), _flat(dh_rec), _flat(dh_dir), _flat(dc),
-                        chunks, step_bounds, unit_bounds, blas_h, need_dx, _flat(dx),
-                        _flat(dw_ih), _flat(dw_hh), db_ih, db_hh, _ones(K * B, dtype),
-                        dtype.type(1))
-    dh_start = dh_rec + dh_dir if cell == GRU else dh_rec
-    return (dx if need_dx else None), dw_ih, dw_hh, db_ih, db_hh, dh_start, dc
+    grads, dx, dh_start, dc_start = stack_backward(cell, cache, dh_out, need_dx=need_dx)
+    return (dx,) + grads[0] + (dh_start[0], dc_start[0])
 
 
 def _product_matrix(cell, w_ih, w_hh, b_ih, b_hh, dtype):
@@ -1396,7 +1307,7 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     ws_b = np.empty((slots, L, 2, Ka * R), dtype=dtype)
     ws_c = np.empty((slots, L, 2, H * R if cell == LSTM else 1), dtype=dtype)
     ws_z = np.empty((slots, Gz * H * R), dtype=dtype)
-    TB = max(1, min(T, INPUT_BLOCK_BYTES // 16 // (F * R * dtype.itemsize)))
+    TB = max(1, min(T, INFER_INPUT_BYTES // (F * R * dtype.itemsize)))
     ws_x = np.empty((slots, TB * F * R), dtype=dtype)
     with kernel_context():
         _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, _flat(X), A, a_offsets,
