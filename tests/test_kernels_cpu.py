@@ -246,6 +246,15 @@ def test_window_at_least_T_is_full_bptt(code):
 # ----------------------------------------------------------------------------
 
 
+def layer_problem(code, B, T, F, H, dtype, seed):
+    """Time-major inputs, zero states, one layer's weights and output gradients."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, F)).astype(dtype)
+    weights = make_layer(code, F, H, dtype=dtype)
+    dh_out = rng.standard_normal((T, B, H)).astype(dtype)
+    return x, np.zeros((B, H), dtype=dtype), weights, dh_out
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("use_blas", [False, True])
 @pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_TANH])
@@ -254,12 +263,7 @@ def test_bit_identical_across_runs_and_rows_across_chunkings(code, use_blas, dty
     are fixed by the shapes; here forced) gives each row's states, input gradients
     and start-state gradients bit for bit, and the weight gradients (sums over the
     chunks) to rounding; and a row's forward does not depend on the other rows."""
-    B, T, F, H = 40, 5, 3, 6
-    rng = np.random.default_rng(9)
-    x = rng.standard_normal((T, B, F)).astype(dtype)
-    zeros = np.zeros((B, H), dtype=dtype)
-    weights = make_layer(code, F, H, dtype=dtype)
-    dh_out = rng.standard_normal((T, B, H)).astype(dtype)
+    x, zeros, weights, dh_out = layer_problem(code, 40, 5, 3, 6, dtype, seed=9)
     first = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=use_blas)
     again = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=use_blas)
     for a, b in zip(first, again):
@@ -282,12 +286,7 @@ def test_bit_identical_across_runs_and_rows_across_chunkings(code, use_blas, dty
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("code", [cpu.LSTM, cpu.GRU, cpu.RNN_RELU])
 def test_blas_and_plain_loops_agree(code, dtype):
-    B, T, F, H = 5, 6, 3, 7
-    rng = np.random.default_rng(10)
-    x = rng.standard_normal((T, B, F)).astype(dtype)
-    zeros = np.zeros((B, H), dtype=dtype)
-    weights = make_layer(code, F, H, dtype=dtype)
-    dh_out = rng.standard_normal((T, B, H)).astype(dtype)
+    x, zeros, weights, dh_out = layer_problem(code, 5, 6, 3, 7, dtype, seed=10)
     loops = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=False)
     blas = full_backward(code, x, zeros, zeros, weights, dh_out, use_blas=True)
     tol = 1e-12 if dtype == np.float64 else 2e-5
