@@ -55,9 +55,9 @@ the shapes only, so results are bit-identical across runs and thread counts. A r
 states and input gradients do not depend on the chunking either: products are padded
 to multiples of ROW_BLOCK columns, since BLAS's kernels for a ragged end of columns
 round differently (and single-column products go through GEMV). The weight gradients
-sum the chunks' shares in chunk order, with chunks fixed by the shapes. Inference and
-the training forward sum in the same order, but inference has its own kernels and
-buffers: they agree to rounding, not bit for bit.
+sum the chunks' shares in chunk order, with chunks fixed by the shapes. Inference has
+its own kernel (no gates kept, batch-first inputs) with the same products and cell
+arithmetic: its states are the training forward's, bit for bit (tested).
 
 Truncated BPTT: the forward keeps the last K steps only (earlier steps alternate
 between two scratch slots), so memory grows with K; the backward covers those K steps.
@@ -1277,9 +1277,8 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     -------
     (N, O) array
 
-    Results do not depend on ``n_chunks``, the thread count or ``batch_size``. They
-    equal :func:`layer_forward`'s up to rounding: bias, input side and recurrent side
-    are summed in one product here (see :func:`_infer_chunk`). One kernel call for all
+    Results do not depend on ``n_chunks``, the thread count or ``batch_size``, and the
+    hidden states are :func:`stack_forward`'s bit for bit. One kernel call for all
     batches, one parallel region (see :func:`_stack_predict`).
     """
     dtype = X.dtype
