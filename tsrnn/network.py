@@ -115,9 +115,13 @@ class ParameterLayout:
         return rng.uniform(-bound, bound, size=self.size).astype(dtype)
 
 
-def _n_chunks(batch_size: int, hidden_size: int, min_rows: int = 32) -> int:
-    """Batch chunks of the inference kernel, at least ``min_rows`` rows each. Results
-    do not depend on it.
+#: Fewest rows in a chunk of the inference kernel.
+MIN_INFER_CHUNK_ROWS = 32
+
+
+def _n_chunks(batch_size: int, hidden_size: int) -> int:
+    """Batch chunks of the inference kernel, at least MIN_INFER_CHUNK_ROWS rows each.
+    Results do not depend on it.
 
     Two per thread below H = 256 (scheduled dynamically, a thread slowed by another
     process on a shared machine hands work over); one per thread from H = 256, where
@@ -126,7 +130,8 @@ def _n_chunks(batch_size: int, hidden_size: int, min_rows: int = 32) -> int:
     are fixed by the shapes alone (:func:`tsrnn._kernels.cpu.train_chunk_rows`).
     """
     per_thread = 2 if hidden_size < 256 else 1
-    return max(1, min(per_thread * numba.get_num_threads(), batch_size // min_rows))
+    return max(1, min(per_thread * numba.get_num_threads(),
+                      batch_size // MIN_INFER_CHUNK_ROWS))
 
 
 def _to_time_major(X: np.ndarray) -> np.ndarray:
