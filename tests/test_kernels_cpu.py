@@ -326,6 +326,12 @@ def test_stack_forward_and_backward_equal_layer_by_layer(code):
         np.testing.assert_allclose(dc_start[0], back0[6], rtol=1e-12, atol=1e-13)
     with pytest.raises(RuntimeError, match="serves one backward"):
         cpu.stack_backward(code, cache, dh_top)
+    _, cache = cpu.stack_forward(code, x, layers, window=K)
+    for bad in (np.zeros((K + 1, B, H)), np.zeros((1, B, H + 1)), np.zeros((0, B, H))):
+        with pytest.raises(ValueError, match=r"dh_top must have shape \(S, 21, 4\)"):
+            cpu.stack_backward(code, cache, bad)
+    # a refused gradient leaves the cache usable (here: without masks, so other values)
+    assert len(cpu.stack_backward(code, cache, dh_top)[0]) == 2
 
 
 # ----------------------------------------------------------------------------

@@ -1127,16 +1127,16 @@ def stack_backward(cell, cache, dh_top, need_dx=False):
     """
     if cache.used:
         raise RuntimeError("a StackCache serves one backward; run the forward again.")
-    cache.used = True
     dtype = cache.dtype
     L, T, K, B, F, H, per, nc = (cache.L, cache.T, cache.K, cache.B, cache.F, cache.H,
                                  cache.per, cache.nc)
     Gz = 4 if cell == GRU else gate_count(cell)
     dh_top = np.ascontiguousarray(dh_top, dtype=dtype)
     n_top = dh_top.shape[0]
-    if not 1 <= n_top <= K or dh_top.shape[1:] != (B, H):
+    if dh_top.ndim != 3 or not 1 <= n_top <= K or dh_top.shape[1:] != (B, H):
         raise ValueError(f"dh_top must have shape (S, {B}, {H}) with 1 <= S <= {K}; "
                          f"got {dh_top.shape}.")
+    cache.used = True  # the backward overwrites the gates
     Kas = [H + 1 + (F if k == 0 else H) for k in range(L)]
     sizes = [Gz * H * Ka for Ka in Kas]
     dA_off = np.cumsum([0] + sizes[:-1]).astype(np.int64)
