@@ -501,7 +501,7 @@ class CudaTrainer:
         """The current flat parameters, or checkpoint ``name``, as a numpy array."""
         if name is None:
             return self._params.copy_to_host()
-        return self._checkpoints[name].copy_to_host()
+        return self._checkpoints[name]["params"].copy_to_host()
 
     def set_params(self, flat: np.ndarray) -> None:
         """Overwrite the device parameters with ``flat``."""
@@ -509,14 +509,29 @@ class CudaTrainer:
         self._params.copy_to_device(flat)
 
     def checkpoint(self, name: str) -> None:
-        """Copy the current parameters to a device-side checkpoint ``name``."""
-        if name not in self._checkpoints:
-            self._checkpoints[name] = self._kc.device_empty(self.layout.size, self.dtype)
-        self._checkpoints[name].copy_to_device(self._params)
+        """Copy the current parameters and optimiser state (arrays and step count) to
+        device-side checkpoint ``name``."""
+        saved = self._checkpoints.get(name)
+        if saved is None:
+            empty = self._kc.device_empty
+            saved = self._checkpoints[name] = {
+                "params": empty(self.layout.size, self.dtype),
+                "state": [empty(self.layout.size, self.dtype) for _ in self._state],
+            }
+        saved["params"].copy_to_device(self._params)
+        for dst, src in zip(saved["state"], self._state):
+            dst.copy_to_device(src)
+        saved["t"] = self.t
 
     def restore(self, name: str) -> None:
-        """Make checkpoint ``name`` the current parameters."""
-        self._params.copy_to_device(self._checkpoints[name])
+        """Make checkpoint ``name`` the current parameters and optimiser state."""
+        saved = self._checkpoints[name]
+        self._params.copy_to_device(saved["params"])
+        for dst, src in zip(self._state, saved["state"]):
+            dst.copy_to_device(src)
+        self.t = saved["t"]
+        if self.optimizer is not None:
+            self.optimizer.t = self.t
 
     def optimizer_state(self) -> list[np.ndarray]:
         """The optimiser's state arrays as numpy (Adam: m, v; SGD: velocity; RMSprop: s)."""

@@ -1,29 +1,21 @@
-"""RNNRegressor: a recurrent network with scikit-learn's regressor API."""
+"""RNNRegressor: a recurrent network with scikit-learn's regressor API.
+
+This module is the scikit-learn surface only: parameters, input validation, ``fit``,
+``partial_fit``, ``predict``, ``score``, state dicts and ``save``/``load``. The epoch
+loop lives in :mod:`tsrnn.training`, the file format in :mod:`tsrnn.persistence`.
+"""
 
 from __future__ import annotations
 
-import functools
-import io
-import json
-import math
 import os
-import sys
-import threading
-import time
-import warnings
-import zipfile
-from pathlib import Path
-from typing import Any
 
-import numba
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from tsrnn import network
-from tsrnn._kernels.optim import Optimizer, clip_grad_norm
+from tsrnn import network, persistence, training
+from tsrnn._kernels.optim import Optimizer
 from tsrnn._validation import (
     Boolean,
     InstanceOf,
@@ -32,157 +24,14 @@ from tsrnn._validation import (
     Options,
     validate_params,
 )
+from tsrnn.training import KERNEL_LOCK, TrainingDivergedError
+from tsrnn.training import effective_threads as _effective_threads
 
 __all__ = ["RNNRegressor", "TrainingDivergedError"]
 
 #: Identifies files written by :meth:`RNNRegressor.save`.
-FILE_FORMAT = "tsrnn.RNNRegressor"
-FILE_FORMAT_VERSION = 1
-
-#: Numba's default "workqueue" threading layer aborts the process when two
-#: Python threads launch parallel kernels at once; fits in threads (joblib's
-#: threading backend) therefore take turns at the kernels, batch by batch.
-_KERNEL_LOCK = threading.Lock()
-
-#: Seconds an epoch must run before verbose mode shows a progress bar.
-PROGRESS_AFTER_SECONDS = 2.0
-
-
-class TrainingDivergedError(ValueError):
-    """The training loss became NaN or infinite and no good weights were left."""
-
-
-def _effective_threads(n_jobs: int | None) -> int:
-    """Numba threads for a fit: ``n_jobs``, or all cores unless a parent limited us.
-
-    joblib's process workers set ``OMP_NUM_THREADS`` to their share of the cores;
-    Numba does not read it, so honour it here to avoid oversubscription under
-    ``GridSearchCV(n_jobs=...)``.
-    """
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        limit = os.environ.get("OMP_NUM_THREADS", "")
-        n = int(limit) if limit.isdigit() and int(limit) > 0 else available
-    elif n_jobs < 0:
-        n = available + 1 + n_jobs
-    else:
-        n = n_jobs
-    return max(1, min(n, available))
-
-
-# --------------------------------------------------------------------------
-# epoch runners: what an epoch does on each device; RNNRegressor._train keeps
-# the bookkeeping (shuffling, stopping rules, checkpoints, history) for both.
-# --------------------------------------------------------------------------
-
-
-class _CpuEpochs:
-    """Epochs on the Numba CPU kernels; the weights are a NumPy vector updated in place.
-
-    Kernel calls take :data:`_KERNEL_LOCK` batch by batch (see there).
-    """
-
-    def __init__(self, layout, params, cell_id, optimizer, X_train, y_train, X_val, *,
-                 loss, alpha, clip_norm, bptt_steps, dropout, rng):
-        self.layout, self.params, self.cell_id = layout, params, cell_id
-        self.optimizer = optimizer
-        self.X_train, self.y_train, self.X_val = X_train, y_train, X_val
-        self.loss, self.alpha, self.clip_norm = loss, alpha, clip_norm
-        self.bptt_steps, self.dropout, self.rng = bptt_steps, dropout, rng
-        self._saved = {}
-
-    def run_epoch(self, batches, progress=None):
-        """One pass over ``batches`` (index arrays into the training set).
-
-        Returns ``(mean loss, None)``, or ``(None, (batch, value))`` when batch number
-        ``batch`` had a non-finite loss or gradient (it and later batches are not
-        applied) or the weights were not finite at the end (the last batch, NaN).
-        """
-        total = 0.0
-        for i, idx in enumerate(batches):
-            xb, yb = self.X_train[idx], self.y_train[idx]
-            with _KERNEL_LOCK:
-                value, grad = network.loss_and_grad(
-                    self.layout, self.params, xb, yb, loss=self.loss, alpha=self.alpha,
-                    cell_id=self.cell_id, bptt_steps=self.bptt_steps,
-                    dropout=self.dropout, rng=self.rng,
-                )
-            if self.clip_norm is not None:
-                norm = clip_grad_norm(grad, float(self.clip_norm))
-            else:
-                norm = float(np.sqrt(np.sum(grad.astype(np.float64) ** 2)))
-            if not (math.isfinite(value) and math.isfinite(norm)):
-                return None, (i, value)
-            self.optimizer.step(self.params, grad)
-            total += value * len(idx)
-            if progress is not None:
-                progress(i + 1)
-        if not self.params_finite():
-            return None, (len(batches) - 1, float("nan"))
-        return total / self.X_train.shape[0], None
-
-    def predict_val(self) -> np.ndarray:
-        with _KERNEL_LOCK:
-            return network.predict(self.layout, self.params, self.X_val, cell_id=self.cell_id)
-
-    def checkpoint(self, name: str) -> None:
-        self._saved[name] = self.params.copy()
-
-    def get_params(self, name: str | None = None) -> np.ndarray:
-        """The current weights, or checkpoint ``name``."""
-        return self.params if name is None else self._saved[name]
-
-    def params_finite(self) -> bool:
-        return bool(np.all(np.isfinite(self.params)))
-
-    def finish(self) -> None:
-        """Nothing to bring back: the optimiser's state lives on the host."""
-
-
-class _CudaEpochs:
-    """Epochs on the GPU through :class:`tsrnn.cuda_backend.CudaTrainer`.
-
-    Data, weights, optimiser state and checkpoints stay on the device; an epoch brings
-    back its batch losses and status words only, a checkpoint is a device-side copy.
-    The trainer reads ``optimizer.learning_rate`` every epoch, so the adaptive schedule
-    works unchanged; :meth:`finish` copies the optimiser state back once.
-    """
-
-    def __init__(self, layout, params, cell_id, optimizer, X_train, y_train, X_val, *,
-                 loss, alpha, clip_norm, bptt_steps):
-        from tsrnn import cuda_backend
-
-        self.trainer = cuda_backend.CudaTrainer(
-            layout, params, cell_id, X_train, y_train, optimizer, loss=loss, alpha=alpha,
-            clip_norm=clip_norm, bptt_steps=bptt_steps, X_val=X_val,
-        )
-
-    def run_epoch(self, batches, progress=None):
-        """As :meth:`_CpuEpochs.run_epoch`; no progress bar (one call runs the epoch)."""
-        trainer = self.trainer
-        loss = trainer.run_epoch(batches)
-        if trainer.diverged_batch is not None:
-            i = trainer.diverged_batch
-            return None, (i, float(trainer.batch_losses[i]))
-        if not trainer.params_finite:
-            return None, (len(batches) - 1, float("nan"))
-        return loss, None
-
-    def predict_val(self) -> np.ndarray:
-        return self.trainer.predict()
-
-    def checkpoint(self, name: str) -> None:
-        self.trainer.checkpoint(name)
-
-    def get_params(self, name: str | None = None) -> np.ndarray:
-        return self.trainer.get_params(name)
-
-    def params_finite(self) -> bool:
-        # a host copy: only asked after an interruption, when the epoch's flag is stale
-        return bool(np.all(np.isfinite(self.trainer.get_params())))
-
-    def finish(self) -> None:
-        self.trainer.sync_optimizer()
+FILE_FORMAT = persistence.REGRESSOR_FORMAT
+FILE_FORMAT_VERSION = persistence.FORMAT_VERSION
 
 
 class RNNRegressor(RegressorMixin, BaseEstimator):
@@ -599,16 +448,16 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             return "cpu"
         raise RuntimeError(f"device='cuda' was requested but no usable GPU was found: {reason}")
 
+
     def _fit(self, X, y, incremental: bool):
         self._check_params()
         if y is None:
             raise ValueError(
                 "RNNRegressor requires y to be passed, but the target y is None."
             )
-        fitted = hasattr(self, "_params")
+        fitted = hasattr(self, "_fit_state")
         first_pass = not fitted or (not self.warm_start and not incremental)
         device = self._resolve_device()
-        dtype = np.dtype(self.dtype)
 
         # Validation records input attributes; put them back if anything fails, so
         # that a failing fit leaves the fitted model exactly as it was.
@@ -621,13 +470,13 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
                     f"y has {y.shape[1]} outputs but the model was fitted with "
                     f"{self.n_outputs_}; refit with warm_start=False to change it."
                 )
-            state = self._train(X, y, first_pass=first_pass, incremental=incremental,
-                                dtype=dtype, device=device)
+            fitted_attributes = self._train(X, y, first_pass=first_pass,
+                                            incremental=incremental, device=device)
         except BaseException:
             self._restore_inputs(saved_inputs)
             raise
-        state["_input_ndim"] = input_ndim
-        for name, value in state.items():
+        fitted_attributes["_input_ndim"] = input_ndim
+        for name, value in fitted_attributes.items():
             setattr(self, name, value)
         return self
 
@@ -638,228 +487,79 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             elif hasattr(self, k):
                 delattr(self, k)
 
-    def _train(self, X, y, *, first_pass, incremental, dtype, device):
-        """Run the epochs; returns every attribute to set, touching nothing on ``self``."""
-        n_samples = X.shape[0]
-        n_outputs = y.shape[1]
-
-        # time-ordered hold-out: the newest samples validate
-        n_val = 0
-        if self.early_stopping and not incremental:
-            n_val = int(math.ceil(self.validation_fraction * n_samples))
-            if n_val < 2 or n_samples - n_val < 1:
-                raise ValueError(
-                    f"early_stopping needs at least 2 validation samples and 1 training "
-                    f"sample; validation_fraction={self.validation_fraction} of "
-                    f"{n_samples} samples gives {n_val} for validation. Increase "
-                    "'validation_fraction' or the size of your dataset."
-                )
-        n_train = n_samples - n_val
-
+    def _train(self, X, y, *, first_pass, incremental, device) -> dict:
+        """Train through :mod:`tsrnn.training`; returns every attribute to set,
+        touching nothing on ``self``."""
+        dtype = np.dtype(self.dtype)
+        n_val = training.validation_size(X.shape[0], self.early_stopping,
+                                         self.validation_fraction, incremental)
+        n_train = X.shape[0] - n_val
         if first_pass:
-            random_state = check_random_state(self.random_state)
-            if self.standardize:
-                x_mean = X[:n_train].mean(axis=(0, 1))
-                x_scale = X[:n_train].std(axis=(0, 1))
-                y_mean = y[:n_train].mean(axis=0)
-                y_scale = y[:n_train].std(axis=0)
-                x_scale[x_scale == 0] = 1.0
-                y_scale[y_scale == 0] = 1.0
-            else:
-                x_mean = np.zeros(X.shape[2])
-                x_scale = np.ones(X.shape[2])
-                y_mean = np.zeros(n_outputs)
-                y_scale = np.ones(n_outputs)
+            scaling = training.Standardization.fit(X[:n_train], y[:n_train], self.standardize)
             layout = network.ParameterLayout(self.cell, X.shape[2], self.hidden_size,
-                                             self.num_layers, n_outputs)
-            init_rng = np.random.default_rng(random_state.randint(2**31 - 1))
-            params = layout.init(init_rng, dtype=dtype)
-            optimizer = self._new_optimizer(layout.size, dtype)
-            learning_rate = float(self.learning_rate_init)
-            history = []
-            loss_curve = []
-            t_seen = 0
-            best_loss = np.inf
-            validation_scores = [] if self.early_stopping else None
-            best_validation_score = -np.inf if self.early_stopping else None
-            no_improvement = 0
+                                             self.num_layers, y.shape[1])
+            state = training.start_fresh(layout, self.random_state, dtype,
+                                         self._new_optimizer, self.early_stopping)
         else:
-            random_state = self._random_state
-            x_mean, x_scale = self._x_mean, self._x_scale
-            y_mean, y_scale = self._y_mean, self._y_scale
+            scaling = self._scaling()
             layout = self._layout()
             if layout.input_size != X.shape[2]:
                 raise ValueError(
                     f"X has {X.shape[2]} features, but RNNRegressor is expecting "
                     f"{layout.input_size} features as input."
                 )
-            params = self._params.astype(dtype, copy=True)
-            optimizer = self._new_optimizer(layout.size, dtype)
-            if self._optimizer_state is not None and self._optimizer_state["solver"] == self.solver:
-                optimizer.set_state(self._optimizer_state)
-                optimizer.state = [s.astype(dtype) for s in optimizer.state]
-            learning_rate = float(self._learning_rate if incremental or self.warm_start
-                                  else self.learning_rate_init)
-            history = list(self.history_)
-            loss_curve = list(self.loss_curve_)
-            t_seen = self.t_
-            best_loss = self.best_loss_ if self.best_loss_ is not None else np.inf
-            validation_scores = (list(self.validation_scores_)
-                                 if self.validation_scores_ is not None else None)
-            best_validation_score = self.best_validation_score_
-            if self.early_stopping and validation_scores is None:
-                validation_scores, best_validation_score = [], -np.inf
-            no_improvement = 0
-        Xs = np.ascontiguousarray((X - x_mean) / x_scale, dtype=dtype)
-        ys = np.ascontiguousarray((y - y_mean) / y_scale, dtype=dtype)
-        X_train, y_train = Xs[:n_train], ys[:n_train]
-        X_val, y_val = Xs[n_train:], ys[n_train:]
-
-        if self.batch_size == "auto":
-            batch_size = min(200, n_train)
-        else:
-            if self.batch_size > n_train:
-                warnings.warn(
-                    f"batch_size={self.batch_size} is larger than the {n_train} training "
-                    "samples; it is clipped to the sample size.", UserWarning,
-                )
-            batch_size = min(self.batch_size, n_train)
-
-        cell_id = network.cell_code(self.cell, self.nonlinearity)
-        dropout_rng = np.random.default_rng(random_state.randint(2**31 - 1))
-        optimizer.learning_rate = learning_rate
-        max_epochs = 1 if incremental else self.max_iter
-        start_epoch = len(loss_curve)
-        kwargs = dict(loss=self.loss, alpha=self.alpha, clip_norm=self.clip_norm,
-                      bptt_steps=self.bptt_steps)
-        if device == "cuda":
-            runner = _CudaEpochs(layout, params, cell_id, optimizer, X_train, y_train,
-                                 X_val if n_val else None, **kwargs)
-        else:
-            runner = _CpuEpochs(layout, params, cell_id, optimizer, X_train, y_train, X_val,
-                                dropout=self.dropout, rng=dropout_rng, **kwargs)
-        # checkpoints: "best" (validation), "last_good" (end of the last finite epoch;
-        # a warm start's initial weights count as good)
-        if n_val:
-            runner.checkpoint("best")
-        have_last_good = not first_pass
-        if have_last_good:
-            runner.checkpoint("last_good")
-        keep = None  # checkpoint to return instead of the current weights
-        stopped = False
-        interrupted = False
-        n_threads = _effective_threads(self.n_jobs)
-        previous_threads = numba.get_num_threads()
-        try:
-            numba.set_num_threads(n_threads)
-            for epoch in range(start_epoch, start_epoch + max_epochs):
-                t_start = time.perf_counter()
-                self._last_draw = -1.0
-                order = (random_state.permutation(n_train) if self.shuffle
-                         else np.arange(n_train))
-                n_batches = int(math.ceil(n_train / batch_size))
-                batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(n_batches)]
-                if self.shuffle:
-                    # contiguous-ish gathers; the order within a batch is irrelevant
-                    batches = [np.sort(idx) for idx in batches]
-                progress = None
-                if self.verbose and n_batches > 1:
-                    progress = functools.partial(self._progress, epoch, total=n_batches,
-                                                 t_start=t_start)
-                epoch_loss, bad = runner.run_epoch(batches, progress)
-                if bad is not None:
-                    self._diverged(epoch, *bad, have_last_good=have_last_good)
-                    keep = "last_good"
-                    stopped = True
-                    break
-                t_seen += n_train
-                loss_curve.append(epoch_loss)
-                valid_loss = None
-                if n_val:
-                    pred_val = runner.predict_val()
-                    valid_loss, _ = network.loss_value_and_grad(self.loss, pred_val, y_val)
-                    score = _r2(y_val, pred_val)
-                    validation_scores.append(score)
-                    if score < best_validation_score + self.tol:
-                        no_improvement += 1
-                    else:
-                        no_improvement = 0
-                    if score > best_validation_score:
-                        best_validation_score = score
-                        runner.checkpoint("best")
-                else:
-                    if epoch_loss > best_loss - self.tol:
-                        no_improvement += 1
-                    else:
-                        no_improvement = 0
-                    if epoch_loss < best_loss:
-                        best_loss = epoch_loss
-                runner.checkpoint("last_good")
-                have_last_good = True
-                seconds = time.perf_counter() - t_start
-                history.append({"epoch": epoch + 1, "train_loss": epoch_loss,
-                                "valid_loss": valid_loss, "seconds": seconds})
-                if self.verbose:
-                    self._print_epoch(history[-1], start_epoch + max_epochs)
-                if no_improvement > self.n_iter_no_change and not incremental:
-                    what = "Validation score" if n_val else "Training loss"
-                    reason = (f"{what} did not improve more than tol={self.tol} for "
-                              f"{self.n_iter_no_change} consecutive epochs.")
-                    if self.learning_rate == "adaptive" and optimizer.learning_rate > 1e-6:
-                        optimizer.learning_rate /= 5.0  # read by the next epoch on any device
-                        no_improvement = 0
-                        if self.verbose:
-                            print(f"{reason} Setting learning rate to "
-                                  f"{optimizer.learning_rate:f}", flush=True)
-                        continue
-                    if self.verbose:
-                        print(f"{reason} Stopping.", flush=True)
-                    stopped = True
-                    break
-            else:
-                if not incremental and not stopped:
-                    warnings.warn(
-                        f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached "
-                        "and the optimization hasn't converged yet.", ConvergenceWarning,
-                    )
-        except KeyboardInterrupt:
-            if not have_last_good and not runner.params_finite():
-                raise
-            warnings.warn("Training interrupted by user.", UserWarning)
-            interrupted = True
-        finally:
-            numba.set_num_threads(previous_threads)
-
-        if n_val and validation_scores:
-            keep = "best"  # early stopping keeps the best validation weights
-        elif interrupted and have_last_good:
-            keep = "last_good"
-        params = runner.get_params(keep)
-        runner.finish()
-
-        opt_state = optimizer.get_state()
-        opt_state["solver"] = self.solver
+            state = training.resume(self._fit_state, dtype, self._new_optimizer,
+                                    self.early_stopping)
+        Xs, ys = scaling.transform_X(X, dtype), scaling.transform_y(y, dtype)
+        y_val = ys[n_train:]
+        settings = training.LoopSettings(
+            max_epochs=1 if incremental else self.max_iter,
+            batch_size=training.resolve_batch_size(self.batch_size, n_train),
+            shuffle=self.shuffle, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+            adaptive=self.learning_rate == "adaptive", incremental=incremental,
+            max_iter=self.max_iter, verbose=self.verbose,
+            n_threads=_effective_threads(self.n_jobs),
+            divergence_advice=(
+                f"Try a lower learning_rate_init (now {self.learning_rate_init}) or set "
+                f"clip_norm (now {self.clip_norm}), and check that X and y are on a "
+                "reasonable scale (standardize=True)."),
+            validate=(lambda pred: (network.loss_value_and_grad(self.loss, pred, y_val)[0],
+                                    _r2(y_val, pred))) if n_val else None,
+        )
+        runner = training.make_runner(
+            device, layout, state, network.cell_code(self.cell, self.nonlinearity),
+            Xs[:n_train], ys[:n_train], Xs[n_train:] if n_val else None, loss=self.loss,
+            alpha=self.alpha, clip_norm=self.clip_norm, bptt_steps=self.bptt_steps,
+            dropout=self.dropout,
+        )
+        state = training.fit_loop(state, runner, settings, n_train,
+                                  have_good_start=not first_pass)
         return {
-            "_params": params,
-            "_optimizer_state": opt_state,
-            "_learning_rate": optimizer.learning_rate,
-            "_random_state": random_state,
-            "_x_mean": np.asarray(x_mean, dtype=np.float64),
-            "_x_scale": np.asarray(x_scale, dtype=np.float64),
-            "_y_mean": np.asarray(y_mean, dtype=np.float64),
-            "_y_scale": np.asarray(y_scale, dtype=np.float64),
+            "_fit_state": state,
+            "_x_mean": scaling.x_mean,
+            "_x_scale": scaling.x_scale,
+            "_y_mean": scaling.y_mean,
+            "_y_scale": scaling.y_scale,
             "_n_input_features": X.shape[2],
             "device_": device,
-            "n_outputs_": n_outputs,
+            "n_outputs_": y.shape[1],
             "n_timesteps_in_": X.shape[1] if first_pass else self.n_timesteps_in_,
-            "loss_curve_": loss_curve,
-            "loss_": loss_curve[-1] if loss_curve else float("nan"),
-            "best_loss_": None if self.early_stopping else best_loss,
-            "validation_scores_": validation_scores if self.early_stopping else None,
-            "best_validation_score_": best_validation_score if self.early_stopping else None,
-            "history_": history,
-            "n_iter_": len(loss_curve),
-            "t_": t_seen,
+            **self._public_history(state),
+        }
+
+    def _public_history(self, state: training.FitState) -> dict:
+        """The fitted attributes that describe training, from the fit's state."""
+        curve = state.loss_curve
+        return {
+            "loss_curve_": curve,
+            "loss_": curve[-1] if curve else float("nan"),
+            "best_loss_": None if self.early_stopping else state.best_loss,
+            "validation_scores_": state.validation_scores if self.early_stopping else None,
+            "best_validation_score_": (state.best_validation_score if self.early_stopping
+                                       else None),
+            "history_": state.history,
+            "n_iter_": len(curve),
+            "t_": state.samples_seen,
         }
 
     # --------------------------------------------------------------- helpers
@@ -874,43 +574,26 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         return network.ParameterLayout(self.cell, self._n_input_features, self.hidden_size,
                                        self.num_layers, self.n_outputs_)
 
-    def _diverged(self, epoch, batch, value, *, have_last_good):
-        """Handle a non-finite loss: raise without good weights, else warn (the caller
-        keeps the last good ones)."""
-        advice = (f"Try a lower learning_rate_init (now {self.learning_rate_init}) or set "
-                  f"clip_norm (now {self.clip_norm}), and check that X and y are on a "
-                  "reasonable scale (standardize=True).")
-        what = f"the training loss became {value} at epoch {epoch + 1}, batch {batch + 1}"
-        if not have_last_good:
-            raise TrainingDivergedError(
-                f"Training diverged: {what}, before any epoch completed. {advice}"
-            )
-        warnings.warn(
-            f"Training diverged: {what}; training stopped and the weights of the last "
-            f"good epoch were kept. {advice}", RuntimeWarning,
-        )
+    def _scaling(self) -> training.Standardization:
+        return training.Standardization(self._x_mean, self._x_scale, self._y_mean,
+                                        self._y_scale)
 
-    def _progress(self, epoch, done, total, t_start):
-        elapsed = time.perf_counter() - t_start
-        if elapsed < PROGRESS_AFTER_SECONDS:
-            return
-        # redraw at most twice a second, and always at the end of the epoch
-        if done < total and elapsed - getattr(self, "_last_draw", -1.0) < 0.5:
-            return
-        self._last_draw = elapsed
-        width = 30
-        filled = int(width * done / total)
-        bar = "#" * filled + "." * (width - filled)
-        end = "\n" if done == total else ""
-        print(f"\repoch {epoch + 1} [{bar}] {done}/{total} batches {elapsed:.1f} s", end=end,
-              file=sys.stderr, flush=True)
+    @property
+    def _params(self) -> np.ndarray:
+        """The flat weights (of the fit state); AttributeError when not fitted."""
+        return self._fit_state.params
 
-    @staticmethod
-    def _print_epoch(record, last_epoch):
-        valid = record["valid_loss"]
-        valid_text = f", validation loss {valid:.6f}" if valid is not None else ""
-        print(f"Epoch {record['epoch']}/{last_epoch}: train loss {record['train_loss']:.6f}"
-              f"{valid_text}, {record['seconds']:.2f} s", flush=True)
+    @property
+    def _learning_rate(self) -> float:
+        return self._fit_state.learning_rate
+
+    @property
+    def _optimizer_state(self) -> dict | None:
+        """The optimiser's step count, state arrays and solver (None if none kept)."""
+        optimizer = self._fit_state.optimizer
+        if optimizer is None:
+            return None
+        return {**optimizer.get_state(), "solver": optimizer.solver}
 
     # --------------------------------------------------------------- predict
 
@@ -931,25 +614,19 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             float64 predictions in the units of ``y``.
         """
-        check_is_fitted(self, "_params")
+        check_is_fitted(self, "_fit_state")
         X, _, _ = self._validate_input(X, reset=False)
-        dtype = self._params.dtype
-        Xs = np.ascontiguousarray((X - self._x_mean) / self._x_scale, dtype=dtype)
+        params = self._params
+        Xs = self._scaling().transform_X(X, params.dtype)
         cell_id = network.cell_code(self.cell, self.nonlinearity)
         if self._predicts_on_gpu():
             from tsrnn import cuda_backend
 
-            pred = cuda_backend.predict(self._layout(), self._params, Xs, cell_id=cell_id)
+            pred = cuda_backend.predict(self._layout(), params, Xs, cell_id=cell_id)
         else:
-            threads = _effective_threads(self.n_jobs)
-            previous = numba.get_num_threads()
-            try:
-                numba.set_num_threads(threads)
-                with _KERNEL_LOCK:
-                    pred = network.predict(self._layout(), self._params, Xs, cell_id=cell_id)
-            finally:
-                numba.set_num_threads(previous)
-        pred = pred.astype(np.float64) * self._y_scale + self._y_mean
+            with training.numba_threads(_effective_threads(self.n_jobs)), KERNEL_LOCK:
+                pred = network.predict(self._layout(), params, Xs, cell_id=cell_id)
+        pred = self._scaling().inverse_y(pred)
         return pred.ravel() if self.n_outputs_ == 1 else pred
 
     def _predicts_on_gpu(self) -> bool:
@@ -977,8 +654,8 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             per layer and ``head.weight``, ``head.bias`` (copies). The weights act on
             standardised inputs and targets when ``standardize=True``.
         """
-        check_is_fitted(self, "_params")
-        return {k: v.copy() for k, v in self._layout().views(self._params).items()}
+        check_is_fitted(self, "_fit_state")
+        return persistence.state_dict(self._layout(), self._params)
 
     def load_state_dict(self, state: dict) -> "RNNRegressor":
         """Load parameters by PyTorch name (e.g. from a ``torch.nn.LSTM`` + ``Linear``).
@@ -998,7 +675,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         """
         self._check_params()
         state = {k: np.asarray(v) for k, v in dict(state).items()}
-        fitted = hasattr(self, "_params")
+        fitted = hasattr(self, "_fit_state")
         if fitted:
             layout = self._layout()
         else:
@@ -1008,85 +685,71 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             layout = network.ParameterLayout(self.cell, state["weight_ih_l0"].shape[1],
                                              self.hidden_size, self.num_layers,
                                              state["head.weight"].shape[0])
-        expected = dict(layout.shapes())
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise ValueError(
-                f"state dict does not match a {self.cell} with hidden_size={self.hidden_size}, "
-                f"num_layers={self.num_layers}: missing {missing}, unexpected {unexpected}."
-            )
-        for name, shape in expected.items():
-            if state[name].shape != shape:
-                raise ValueError(
-                    f"state dict entry {name!r} has shape {state[name].shape}; expected {shape}."
-                )
-            if not np.all(np.isfinite(state[name])):
-                raise ValueError(f"state dict entry {name!r} contains NaN or infinity.")
-        flat = np.empty(layout.size, dtype=np.dtype(self.dtype))
-        views = layout.views(flat)
-        for name in expected:
-            views[name][...] = state[name]
-        if not fitted:
-            self._x_mean = np.zeros(layout.input_size)
-            self._x_scale = np.ones(layout.input_size)
-            self._y_mean = np.zeros(layout.n_outputs)
-            self._y_scale = np.ones(layout.n_outputs)
-            self._n_input_features = layout.input_size
-            self.n_features_in_ = layout.input_size
-            self.n_outputs_ = layout.n_outputs
-            self._input_ndim = 3
-            self.loss_curve_, self.history_ = [], []
-            self.n_iter_, self.t_ = 0, 0
-            self.best_loss_, self.validation_scores_, self.best_validation_score_ = None, None, None
-            self._optimizer_state, self._learning_rate = None, self.learning_rate_init
-            self._random_state = check_random_state(self.random_state)
-            self.device_ = "cpu"
-        self._params = flat
+        flat = persistence.flat_from_state_dict(
+            layout, state, self.dtype,
+            f"a {self.cell} with hidden_size={self.hidden_size}, "
+            f"num_layers={self.num_layers}")
+        if fitted:
+            self._fit_state.params = flat
+            return self
+        scaling = training.Standardization.identity(layout.input_size, layout.n_outputs)
+        self._x_mean, self._x_scale = scaling.x_mean, scaling.x_scale
+        self._y_mean, self._y_scale = scaling.y_mean, scaling.y_scale
+        self._n_input_features = layout.input_size
+        self.n_features_in_ = layout.input_size
+        self.n_outputs_ = layout.n_outputs
+        self._input_ndim = 3
+        self._fit_state = training.FitState(
+            params=flat, optimizer=None, learning_rate=self.learning_rate_init,
+            random_state=check_random_state(self.random_state),
+        )
+        for name, value in self._public_history(self._fit_state).items():
+            setattr(self, name, value)
+        self.best_loss_, self.validation_scores_, self.best_validation_score_ = None, None, None
+        self.device_ = "cpu"
         return self
 
-    # ----------------------------------------------------------- persistence
+    def _restore_fitted(self, *, fitted: dict, scaling, loss_curve, validation_scores,
+                        history, device, feature_names) -> None:
+        """Set what :func:`tsrnn.persistence.load_regressor` read (after
+        :meth:`load_state_dict` on this unfitted model)."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r}")
+        state = self._fit_state
+        state.learning_rate = float(fitted.pop("_learning_rate"))
+        state.loss_curve = loss_curve
+        state.history = history
+        state.samples_seen = int(fitted["t_"])
+        state.validation_scores = validation_scores
+        state.best_validation_score = fitted["best_validation_score_"]
+        best_loss = fitted["best_loss_"]
+        state.best_loss = float("inf") if best_loss is None else float(best_loss)
+        for key, value in fitted.items():
+            setattr(self, key, value)
+        self._x_mean, self._x_scale, self._y_mean, self._y_scale = scaling
+        self.device_ = device
+        self.loss_curve_ = loss_curve
+        self.loss_ = loss_curve[-1] if loss_curve else float("nan")
+        self.validation_scores_ = validation_scores
+        self.history_ = history
+        if feature_names is not None:
+            self.feature_names_in_ = np.asarray(feature_names, dtype=object)
 
-    _FITTED_SCALARS = ("n_outputs_", "n_iter_", "t_", "_n_input_features", "_input_ndim",
-                       "best_loss_", "best_validation_score_", "n_timesteps_in_",
-                       "_learning_rate", "n_features_in_")
+    # ----------------------------------------------------------- persistence
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model to ``path`` (NumPy ``.npz`` with JSON metadata).
 
         The file holds arrays and JSON only: loading it never runs code, unlike
-        pickle.
+        pickle. The file is written to a temporary name and renamed into place, so
+        a failure leaves any previous file at ``path`` intact.
 
         Parameters
         ----------
         path : str or path-like
         """
-        check_is_fitted(self, "_params")
-        from tsrnn import __version__
-
-        params = {k: v for k, v in self.get_params(deep=False).items()}
-        if not isinstance(params["random_state"], (int, type(None))):
-            params["random_state"] = None
-        meta = {
-            "format": FILE_FORMAT,
-            "format_version": FILE_FORMAT_VERSION,
-            "tsrnn_version": __version__,
-            "params": params,
-            "fitted": {k: _plain(getattr(self, k, None)) for k in self._FITTED_SCALARS},
-            "device": getattr(self, "device_", "cpu"),
-            "loss_curve": [float(v) for v in self.loss_curve_],
-            "validation_scores": (None if self.validation_scores_ is None
-                                  else [float(v) for v in self.validation_scores_]),
-            "history": self.history_,
-            "feature_names_in": (None if not hasattr(self, "feature_names_in_")
-                                 else [str(n) for n in self.feature_names_in_]),
-        }
-        arrays = {f"param:{k}": v for k, v in self.state_dict().items()}
-        arrays.update(x_mean=self._x_mean, x_scale=self._x_scale, y_mean=self._y_mean,
-                      y_scale=self._y_scale)
-        arrays["__metadata__"] = np.array(json.dumps(meta))
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+        check_is_fitted(self, "_fit_state")
+        persistence.save_regressor(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RNNRegressor":
@@ -1106,69 +769,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             If the file is not a tsrnn model file, is corrupt, or was written by a
             newer, incompatible format version.
         """
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-            raise ValueError(
-                f"{path} is not a readable tsrnn model file ({type(exc).__name__}: {exc})."
-            ) from None
-        if "__metadata__" not in arrays:
-            raise ValueError(f"{path} is not a tsrnn model file: no metadata entry.")
-        try:
-            meta = json.loads(str(arrays.pop("__metadata__")))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} has corrupt tsrnn metadata: {exc}.") from None
-        if not isinstance(meta, dict) or meta.get("format") != FILE_FORMAT:
-            raise ValueError(
-                f"{path} is not a tsrnn model file (format "
-                f"{meta.get('format') if isinstance(meta, dict) else None!r})."
-            )
-        if meta.get("format_version", 0) > FILE_FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was written by tsrnn {meta.get('tsrnn_version')} in format version "
-                f"{meta['format_version']}; this tsrnn reads up to {FILE_FORMAT_VERSION}. "
-                "Upgrade tsrnn."
-            )
-        try:
-            model = cls(**meta["params"])
-            fitted = meta["fitted"]
-            for key in ("_n_input_features", "n_outputs_"):
-                setattr(model, key, int(fitted[key]))
-            state = {k[len("param:"):]: v for k, v in arrays.items() if k.startswith("param:")}
-            model.load_state_dict(state)
-            for key in cls._FITTED_SCALARS:
-                setattr(model, key, fitted[key])
-            # files written before device_ existed come from CPU fits
-            model.device_ = meta.get("device", "cpu")
-            if model.device_ not in ("cpu", "cuda"):
-                raise ValueError(f"unknown device {model.device_!r}")
-            model._x_mean = arrays["x_mean"]
-            model._x_scale = arrays["x_scale"]
-            model._y_mean = arrays["y_mean"]
-            model._y_scale = arrays["y_scale"]
-            model.loss_curve_ = list(meta["loss_curve"])
-            model.loss_ = model.loss_curve_[-1] if model.loss_curve_ else float("nan")
-            model.validation_scores_ = meta["validation_scores"]
-            model.history_ = list(meta["history"])
-            if meta["feature_names_in"] is not None:
-                model.feature_names_in_ = np.asarray(meta["feature_names_in"], dtype=object)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path} is a corrupt tsrnn model file: {exc}") from None
-        return model
-
-
-def _plain(value: Any):
-    """JSON-friendly version of a fitted scalar."""
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
+        return persistence.load_regressor(cls, path)
 
 
 def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
