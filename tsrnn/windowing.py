@@ -1,7 +1,7 @@
 """From pandas time series to supervised windows, and the time-aware helpers around them.
 
-This is the only place (with ``forecasting.py``) where time indexes meet model inputs. It
-knows nothing about networks: it produces float arrays
+This is the only place (with :mod:`tsrnn.forecasting`) where time indexes meet model
+inputs. It knows nothing about networks: it produces float arrays
 
 * ``X`` of shape ``(n_windows, lookback, n_features)`` -- the inputs,
 * ``y`` of shape ``(n_windows, horizon)`` -- the values that follow each input window,

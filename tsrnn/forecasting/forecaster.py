@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -37,11 +36,12 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import Ridge
 from sklearn.utils.validation import check_is_fitted
 
-from tsrnn import metrics as _metrics
 from tsrnn import windowing
 from tsrnn.estimator import RNNRegressor
+from tsrnn.forecasting.intervals import conformal_quantile, naive_shrinkage
+from tsrnn.forecasting.seasonality import looks_like_trading_days
 
-__all__ = ["RNNForecaster", "BacktestResult", "backtest", "seasonal_period"]
+__all__ = ["RNNForecaster"]
 
 CALENDAR_CHOICES = ("hour", "day_of_week", "day_of_year")
 NORMALIZATIONS = ("auto", "window", "scaled", "difference", "none")
@@ -53,44 +53,8 @@ REGRESSOR_DEFAULTS = dict(cell="lstm", hidden_size=32, num_layers=1, max_iter=15
                           validation_fraction=0.1, n_iter_no_change=8)
 
 
-def seasonal_period(index: pd.DatetimeIndex) -> int:
-    """Season length in steps implied by an index's frequency.
 
-    Sub-daily data: the steps in a day when that is a whole number of at most 1440
-    (hourly: 24, half-hourly: 48, 15 minutes: 96); daily: 7 (a week); business/trading
-    days: 5; weekly: 52; monthly: 12; quarterly: 4; anything else (yearly, multiples
-    such as every 2 days, irregular): 1 (no season).
-    """
-    freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
-    if freq is None:
-        return 5 if _looks_like_trading_days(index) else 1
-    offset = pd.tseries.frequencies.to_offset(freq)
-    offsets = pd.offsets
-    if isinstance(offset, offsets.Tick) and offset.nanos < pd.Timedelta(days=1).value:
-        steps, remainder = divmod(pd.Timedelta(days=1).value, offset.nanos)
-        return int(steps) if remainder == 0 and steps <= 1440 else 1
-    if offset.n != 1:
-        return 1
-    if isinstance(offset, offsets.Day):
-        return 7
-    if isinstance(offset, (offsets.BusinessDay, offsets.CustomBusinessDay)):
-        return 5
-    if isinstance(offset, offsets.Week):
-        return 52
-    if isinstance(offset, (offsets.MonthEnd, offsets.MonthBegin, offsets.BusinessMonthEnd,
-                           offsets.BusinessMonthBegin)):
-        return 12
-    if isinstance(offset, (offsets.QuarterEnd, offsets.QuarterBegin,
-                           offsets.BQuarterEnd, offsets.BQuarterBegin)):
-        return 4
-    return 1
-
-
-def _looks_like_trading_days(index: pd.DatetimeIndex) -> bool:
-    return len(index) > 2 and bool(np.all(index.day_of_week < 5))
-
-
-def _as_frame(data) -> pd.DataFrame:
+def as_frame(data) -> pd.DataFrame:
     if isinstance(data, pd.Series):
         return data.to_frame(name=windowing.UNNAMED_SERIES if data.name is None else data.name)
     if isinstance(data, pd.DataFrame):
@@ -315,7 +279,7 @@ class RNNForecaster(BaseEstimator):
         typical = step.median() if len(step) else pd.Timedelta(days=1)
         if typical < pd.Timedelta(days=1):
             return ["hour", "day_of_year"]
-        if typical == pd.Timedelta(days=1) and not _looks_like_trading_days(index):
+        if typical == pd.Timedelta(days=1) and not looks_like_trading_days(index):
             return ["day_of_week", "day_of_year"]
         return ["day_of_year"]
 
@@ -354,7 +318,7 @@ class RNNForecaster(BaseEstimator):
         self : RNNForecaster
         """
         self._check_params()
-        frame = _as_frame(data)
+        frame = as_frame(data)
         design, frame = self._design(frame, target, exog, future_covariates, fill)
         if self.strategy == "recursive" and design.exog:
             raise ValueError(
@@ -606,6 +570,35 @@ class RNNForecaster(BaseEstimator):
                 window[:, -1, k0:] = known_future[:, k]
         return out
 
+    # ------------------------------------------------------------- backtests
+
+    def _design_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame``'s model columns in the fitted design's order (target, past
+        covariates, calendar features, known-future covariates)."""
+        design = self.design_
+        raw = frame[[design.target] + design.exog + design.future]
+        calendar = self._calendar_frame(frame.index, self._calendar_choice_)
+        return pd.concat([raw, calendar], axis=1)[design.columns]
+
+    def _forecast_origins(self, values: np.ndarray, origins: np.ndarray):
+        """Forecasts made at rows ``origins`` of ``values`` (a :meth:`_design_frame` as
+        an array, covering a horizon past each origin when known-future inputs are
+        needed), and their interval half-widths at the fitted coverage (None without
+        intervals): two (n, horizon) arrays."""
+        design, H = self.design_, self.horizon
+        X_past = past_windows(values, origins, self.lookback)
+        known = None
+        if design.extended or self.strategy == "recursive":
+            rows = origins[:, None] + np.arange(1, H + 1)[None, :]
+            known = values[rows][:, :, 1 + len(design.exog):]
+        pred = self._forecast_windows(self.regressor_, design, X_past, known, H,
+                                      self._fitted_highway(), None, self.shrinkage_)
+        if self.residuals_ is None or self.coverage is None:
+            return pred, None
+        _, _, scale = self._normalize(X_past)
+        width = conformal_quantile(self.residuals_, self.coverage)
+        return pred, width[None, :] * scale[:, None]
+
     # --------------------------------------------------------------- predict
 
     def predict(self, horizon: int | None = None, *, history=None, future=None,
@@ -646,7 +639,7 @@ class RNNForecaster(BaseEstimator):
         if history is None:
             recent = self.history_
         else:
-            recent = _as_frame(history)
+            recent = as_frame(history)
             needed = [design.target] + design.exog + design.future
             missing = [c for c in needed if c not in recent.columns]
             if missing:
@@ -688,7 +681,7 @@ class RNNForecaster(BaseEstimator):
                     f"the model uses known-future covariates {design.future}: pass their "
                     f"values for the forecast timestamps with future=... (from {stamps[0]})."
                 )
-            future = _as_frame(future)
+            future = as_frame(future)
             missing = [c for c in design.future if c not in future.columns]
             if missing:
                 raise ValueError(f"future lacks column(s) {missing}.")
@@ -703,6 +696,12 @@ class RNNForecaster(BaseEstimator):
         return np.concatenate(parts, axis=1)[None]
 
 
+def past_windows(values: np.ndarray, origins: np.ndarray, lookback: int) -> np.ndarray:
+    """The ``lookback`` rows of ``values`` up to and including each origin row:
+    (n_origins, lookback, n_columns)."""
+    return np.stack([values[o - lookback + 1:o + 1] for o in origins])
+
+
 def _fill(frame: pd.DataFrame, fill: str) -> pd.DataFrame:
     """Reindex to the regular grid and fill, as make_windows does."""
     windows = windowing.make_windows(frame, 1, 0, features=list(frame.columns), fill=fill)
@@ -710,271 +709,3 @@ def _fill(frame: pd.DataFrame, fill: str) -> pd.DataFrame:
     frame = frame.reindex(grid)
     frame = frame.ffill() if fill == "ffill" else frame.interpolate(method="time")
     return frame
-
-
-def naive_shrinkage(last: np.ndarray, pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    """Per-step weight w in [0, 1] minimising ||actual - last - w (pred - last)||^2.
-
-    Parameters
-    ----------
-    last : (n,) last observed values; pred, actual : (n, horizon).
-    """
-    change = pred - last[:, None]
-    moved = actual - last[:, None]
-    denom = np.sum(change * change, axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(denom > 0, np.sum(change * moved, axis=0) / denom, 0.0)
-    return np.clip(w, 0.0, 1.0)
-
-
-def conformal_quantile(residuals: np.ndarray, coverage: float) -> np.ndarray:
-    """Per-step split-conformal half-width: the ceil((n+1) coverage)-th smallest residual.
-
-    Infinite when there are too few residuals for the requested coverage.
-    """
-    n = residuals.shape[0]
-    rank = int(math.ceil((n + 1) * coverage))
-    if rank > n:
-        return np.full(residuals.shape[1], np.inf)
-    return np.sort(residuals, axis=0)[rank - 1]
-
-
-# ---------------------------------------------------------------------------
-# backtest
-# ---------------------------------------------------------------------------
-
-MODEL_NAME = "tsrnn"
-BASELINES = ("naive", "seasonal_naive", "ridge")
-DEFAULT_METRICS = ("mae", "rmse", "smape", "mase")
-
-
-@dataclass
-class BacktestResult:
-    """Rolling-origin evaluation of a forecaster beside baselines.
-
-    Attributes
-    ----------
-    overall : pandas.DataFrame
-        One row per model (``tsrnn``, ``naive``, ``seasonal_naive``, ``ridge``), one
-        column per metric: the mean over origins.
-    per_origin : pandas.DataFrame
-        One row per (origin, model) with the metrics of that forecast.
-    by_horizon : pandas.DataFrame
-        Mean absolute error per forecast step (rows 1..horizon) and model (columns).
-    forecasts : pandas.DataFrame
-        Every forecast: origin, step, timestamp, actual value and one column per model.
-    seasonality : int
-        Season length used by seasonal naive and MASE.
-    seconds : float
-        Wall-clock time of the backtest.
-    coverage : float or None
-        Nominal coverage of the model's prediction intervals (None: no intervals).
-    interval_hit_rate : float or None
-        Share of actual values inside the model's intervals over every origin and step.
-    refits : int
-        How many times the model was fitted.
-    notes : list of str
-        Remarks on the run (e.g. origins dropped), for the report.
-    """
-
-    overall: pd.DataFrame
-    per_origin: pd.DataFrame
-    by_horizon: pd.DataFrame
-    forecasts: pd.DataFrame
-    seasonality: int
-    seconds: float
-    coverage: float | None = None
-    interval_hit_rate: float | None = None
-    refits: int = 1
-    notes: list = field(default_factory=list)
-
-    def to_markdown(self, digits: int = 4) -> str:
-        """The overall table as GitHub markdown (best value per metric in bold)."""
-        table = self.overall
-        header = "| model | " + " | ".join(table.columns) + " |"
-        rule = "| --- | " + " | ".join("---:" for _ in table.columns) + " |"
-        best = table.idxmin()
-        rows = []
-        for model, row in table.iterrows():
-            cells = []
-            for col, value in row.items():
-                text = f"{value:.{digits}g}"
-                cells.append(f"**{text}**" if best[col] == model else text)
-            rows.append(f"| {model} | " + " | ".join(cells) + " |")
-        return "\n".join([header, rule, *rows])
-
-    def __str__(self) -> str:
-        return self.overall.to_string(float_format=lambda v: f"{v:.4g}")
-
-
-def _naive(y_hist_last: np.ndarray, horizon: int) -> np.ndarray:
-    return np.repeat(y_hist_last[:, None], horizon, axis=1)
-
-
-def _seasonal_naive(target: np.ndarray, origin_rows: np.ndarray, horizon: int,
-                    m: int) -> np.ndarray:
-    steps = np.arange(1, horizon + 1)
-    back = m * np.ceil(steps / m).astype(int)
-    rows = origin_rows[:, None] + steps[None, :] - back[None, :]
-    return target[rows]
-
-
-def _ridge_lags(train_X, train_y, test_X, horizon):
-    """Ridge regression on the target's lags, relative to the window's last value."""
-    def features(X):
-        lags = X[:, :, 0]
-        return lags - lags[:, -1:]
-
-    model = Ridge(alpha=1.0).fit(features(train_X), train_y - train_X[:, -1, :1])
-    return model.predict(features(test_X)).reshape(len(test_X), horizon) + test_X[:, -1, :1]
-
-
-def backtest(forecaster: RNNForecaster, data, *, target: str | None = None, exog=None,
-             future_covariates=None, initial: float | int = 0.7, step: int | None = None,
-             refit: bool | int = False, seasonality: int | None = None,
-             max_origins: int | None = None, progress=None) -> BacktestResult:
-    """Rolling-origin evaluation of ``forecaster`` beside naive baselines.
-
-    The first ``initial`` rows (a fraction or a count) train the model; forecast
-    origins then start at the end of that span and advance by ``step`` rows
-    (default: the horizon) while a full horizon of actual values follows. Every
-    model is evaluated on exactly the same origins.
-
-    Parameters
-    ----------
-    forecaster : RNNForecaster
-        Unfitted template (it is cloned; the argument is not modified).
-    data : pandas.Series or pandas.DataFrame
-    target, exog, future_covariates
-        As for :meth:`RNNForecaster.fit`.
-    initial : float or int, default=0.7
-        Training span before the first origin: a fraction of the rows in (0, 1) or
-        a number of rows.
-    step : int, optional
-        Rows between consecutive origins (default ``horizon``).
-    refit : bool or int, default=False
-        False: fit once on the initial span. True: refit at every origin on all
-        data before it. An int k: refit every k origins.
-    seasonality : int, optional
-        Season length for seasonal naive and MASE (default from the frequency:
-        :func:`seasonal_period`).
-    max_origins : int, optional
-        Use only the last ``max_origins`` origins.
-    progress : callable, optional
-        Called as ``progress(done, total)`` after each block of origins.
-
-    Returns
-    -------
-    BacktestResult
-    """
-    from sklearn.base import clone
-
-    started = time.perf_counter()
-    frame = _as_frame(data)
-    template = clone(forecaster)
-    template._check_params()
-    L, H = template.lookback, template.horizon
-    step = H if step is None else int(step)
-    if step < 1:
-        raise ValueError(f"step must be >= 1; got {step}.")
-    n_rows = len(frame)
-    if isinstance(initial, float) and not isinstance(initial, bool):
-        if not 0 < initial < 1:
-            raise ValueError(f"initial as a fraction must be in (0, 1); got {initial}.")
-        n_initial = int(n_rows * initial)
-    else:
-        n_initial = int(initial)
-    if n_initial < L + H + 2 or n_initial > n_rows - H:
-        raise ValueError(
-            f"initial={initial} gives {n_initial} training rows of {n_rows}; it needs at "
-            f"least lookback + horizon + 2 = {L + H + 2} and must leave a horizon ({H}) to "
-            "test."
-        )
-    # origin = row index of the last observed row
-    origins = np.arange(n_initial - 1, n_rows - H, step)
-    if max_origins is not None:
-        origins = origins[-int(max_origins):]
-    if refit is True:
-        block = 1
-    elif refit is False or refit == 0:
-        block = len(origins)
-    else:
-        block = int(refit)
-    m = seasonal_period(frame.index) if seasonality is None else int(seasonality)
-
-    per_origin, forecasts = [], []
-    hits, n_interval = 0, 0
-    refits = 0
-    for b0 in range(0, len(origins), block):
-        block_origins = origins[b0:b0 + block]
-        train_end = block_origins[0] + 1
-        model = clone(template).fit(frame.iloc[:train_end], target=target, exog=exog,
-                                    future_covariates=future_covariates)
-        refits += 1
-        design = model.design_
-        full = pd.concat([frame[design.columns[:1] + design.exog + design.future],
-                          model._calendar_frame(frame.index, model._calendar_choice_)], axis=1)
-        values = full[design.columns].to_numpy(dtype=np.float64)
-        y_all = values[:, 0]
-        X_past = np.stack([values[o - L + 1:o + 1] for o in block_origins])
-        known = None
-        if design.extended or model.strategy == "recursive":
-            rows = block_origins[:, None] + np.arange(1, H + 1)[None, :]
-            known = values[rows][:, :, 1 + len(design.exog):]
-        pred = model._forecast_windows(model.regressor_, design, X_past, known, H,
-                                       model._fitted_highway(), None, model.shrinkage_)
-        actual = y_all[block_origins[:, None] + np.arange(1, H + 1)[None, :]]
-        # baselines on the same origins, fitted on the same training span
-        train_windows = windowing.make_windows(full.iloc[:train_end], L, H,
-                                               target=design.target, features=design.columns)
-        base = {
-            "naive": _naive(y_all[block_origins], H),
-            "seasonal_naive": _seasonal_naive(y_all, block_origins, H, m),
-            "ridge": _ridge_lags(train_windows.X, train_windows.y, X_past, H),
-        }
-        scale_series = y_all[:train_end]
-        if len(scale_series) <= m:
-            raise ValueError(f"training span too short for seasonality {m}.")
-        scale = np.mean(np.abs(scale_series[m:] - scale_series[:-m]))
-        if model.residuals_ is not None and model.coverage is not None:
-            _, _, window_scale = model._normalize(X_past)
-            width = conformal_quantile(model.residuals_, model.coverage)
-            inside = np.abs(actual - pred) <= width[None, :] * window_scale[:, None]
-            hits += int(inside.sum())
-            n_interval += inside.size
-        for i, origin in enumerate(block_origins):
-            stamp = frame.index[origin]
-            for name, p in [(MODEL_NAME, pred[i])] + [(k, v[i]) for k, v in base.items()]:
-                err = actual[i] - p
-                per_origin.append({
-                    "origin": stamp, "model": name,
-                    "mae": float(np.mean(np.abs(err))),
-                    "rmse": float(np.sqrt(np.mean(err ** 2))),
-                    "smape": float(_metrics.smape(actual[i], p)),
-                    "mase": float(np.mean(np.abs(err)) / scale) if scale > 0 else np.nan,
-                })
-            for k in range(H):
-                record = {"origin": stamp, "step": k + 1,
-                          "timestamp": frame.index[origin + k + 1],
-                          "actual": actual[i, k], MODEL_NAME: pred[i, k]}
-                record.update({name: v[i, k] for name, v in base.items()})
-                forecasts.append(record)
-        if progress is not None:
-            progress(min(b0 + block, len(origins)), len(origins))
-
-    per_origin = pd.DataFrame(per_origin)
-    order = [MODEL_NAME, *BASELINES]
-    overall = (per_origin.groupby("model")[list(DEFAULT_METRICS)].mean()
-               .reindex(order))
-    forecasts = pd.DataFrame(forecasts)
-    by_horizon = pd.DataFrame({
-        name: (forecasts[name] - forecasts["actual"]).abs().groupby(forecasts["step"]).mean()
-        for name in order
-    })
-    return BacktestResult(
-        overall=overall, per_origin=per_origin, by_horizon=by_horizon, forecasts=forecasts,
-        seasonality=m, seconds=time.perf_counter() - started,
-        coverage=template.coverage,
-        interval_hit_rate=(hits / n_interval) if n_interval else None,
-        refits=refits,
-    )
