@@ -104,15 +104,19 @@ def _check_datetime_index(index: object, name: str = "index") -> None:
         raise ValueError(f"{name} contains NaT (first at position {position}).")
     if len(index) < 2:
         return
+    if index.has_duplicates:  # before order: rows of several series (long format)
+        k = int(np.flatnonzero(index.duplicated())[0])
+        raise ValueError(
+            f"{name} has duplicated timestamps; the first is {index[k]} (position {k}). "
+            "If the rows hold several series (long format), name the column that tells "
+            "them apart: RNNForecaster.fit(..., id_column=...) or tsrnn forecast "
+            "--id-column; otherwise aggregate the duplicates, e.g. "
+            "data.groupby(level=0).mean()."
+        )
     steps = np.diff(index.asi8)
     bad = np.flatnonzero(steps <= 0)
     if bad.size:
         k = int(bad[0]) + 1
-        if steps[k - 1] == 0:
-            raise ValueError(
-                f"{name} has duplicated timestamps; the first is {index[k]} (position {k}). "
-                "Aggregate them first, e.g. data.groupby(level=0).mean()."
-            )
         raise ValueError(
             f"{name} is not sorted: {index[k]} (position {k}) comes after {index[k - 1]}. "
             "Sort it first with data.sort_index()."

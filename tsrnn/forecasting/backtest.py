@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tsrnn import metrics as _metrics
 from tsrnn import windowing
 from tsrnn.forecasting import baselines
 from tsrnn.forecasting.baselines import BASELINES
-from tsrnn.forecasting.forecaster import RNNForecaster, as_frame, past_windows
+from tsrnn.forecasting.forecaster import RNNForecaster, _input_panel
 from tsrnn.forecasting.seasonality import seasonal_period
 
 __all__ = ["BacktestResult", "backtest"]
@@ -46,6 +48,9 @@ class BacktestResult:
         Share of actual values inside the model's intervals over every origin and step.
     refits : int
         How many times the model was fitted.
+    n_series : int
+        Series evaluated (1 for a single series; panels: ``per_origin`` and
+        ``forecasts`` then carry the id column).
     notes : list of str
         Remarks on the run (e.g. origins dropped), for the report.
     """
@@ -60,6 +65,7 @@ class BacktestResult:
     interval_hit_rate: float | None = None
     refits: int = 1
     notes: list = field(default_factory=list)
+    n_series: int = 1
 
     def to_markdown(self, digits: int = 4) -> str:
         """The overall table as GitHub markdown (best value per metric in bold)."""
@@ -80,27 +86,31 @@ class BacktestResult:
         return self.overall.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def backtest(forecaster: RNNForecaster, data, *, target: str | None = None, exog=None,
+def backtest(forecaster: RNNForecaster, data, *, target=None, exog=None,
              future_covariates=None, initial: float | int = 0.7, step: int | None = None,
              refit: bool | int = False, seasonality: int | None = None,
-             max_origins: int | None = None, progress=None) -> BacktestResult:
+             max_origins: int | None = None, progress=None, id_column: str | None = None,
+             time_column: str | None = None, static=None) -> BacktestResult:
     """Rolling-origin evaluation of ``forecaster`` beside naive baselines.
 
-    The first ``initial`` rows (a fraction or a count) train the model; forecast
-    origins then start at the end of that span and advance by ``step`` rows
+    The first ``initial`` rows (a fraction or a count) of each series train the model;
+    forecast origins then start at the end of that span and advance by ``step`` rows
     (default: the horizon) while a full horizon of actual values follows. Every
-    model is evaluated on exactly the same origins.
+    model is evaluated on exactly the same origins. On a panel one global model is
+    fitted on the initial spans of every series, and the metrics average over every
+    (series, origin), each series' MASE scaled by its own seasonal-naive error.
 
     Parameters
     ----------
     forecaster : RNNForecaster
         Unfitted template (it is cloned; the argument is not modified).
-    data : pandas.Series or pandas.DataFrame
-    target, exog, future_covariates
+    data : pandas.Series, pandas.DataFrame or dict
+        One series or a panel, as for :meth:`RNNForecaster.fit`.
+    target, exog, future_covariates, id_column, time_column, static
         As for :meth:`RNNForecaster.fit`.
     initial : float or int, default=0.7
         Training span before the first origin: a fraction of the rows in (0, 1) or
-        a number of rows.
+        a number of rows (per series).
     step : int, optional
         Rows between consecutive origins (default ``horizon``).
     refit : bool or int, default=False
@@ -110,7 +120,7 @@ def backtest(forecaster: RNNForecaster, data, *, target: str | None = None, exog
         Season length for seasonal naive and MASE (default from the frequency:
         :func:`seasonal_period`).
     max_origins : int, optional
-        Use only the last ``max_origins`` origins.
+        Use only the last ``max_origins`` origins (of each series), >= 1.
     progress : callable, optional
         Called as ``progress(done, total)`` after each block of origins.
 
@@ -121,95 +131,66 @@ def backtest(forecaster: RNNForecaster, data, *, target: str | None = None, exog
     from sklearn.base import clone
 
     started = time.perf_counter()
-    frame = as_frame(data)
     template = clone(forecaster)
     template._check_params()
     L, H = template.lookback, template.horizon
-    step = H if step is None else int(step)
-    if step < 1:
-        raise ValueError(f"step must be >= 1; got {step}.")
-    n_rows = len(frame)
-    if isinstance(initial, float) and not isinstance(initial, bool):
-        if not 0 < initial < 1:
-            raise ValueError(f"initial as a fraction must be in (0, 1); got {initial}.")
-        n_initial = int(n_rows * initial)
-    else:
-        n_initial = int(initial)
-    if n_initial < L + H + 2 or n_initial > n_rows - H:
-        raise ValueError(
-            f"initial={initial} gives {n_initial} training rows of {n_rows}; it needs at "
-            f"least lookback + horizon + 2 = {L + H + 2} and must leave a horizon ({H}) to "
-            "test."
-        )
-    # origin = row index of the last observed row
-    origins = np.arange(n_initial - 1, n_rows - H, step)
+    step = H if step is None else _positive_int("step", step)
     if max_origins is not None:
-        origins = origins[-int(max_origins):]
-    if refit is True:
-        block = 1
-    elif refit is False or refit == 0:
-        block = len(origins)
+        max_origins = _positive_int("max_origins", max_origins)
+    if isinstance(refit, bool):
+        block = None if refit is False else 1
     else:
-        block = int(refit)
-    m = seasonal_period(frame.index) if seasonality is None else int(seasonality)
+        block = _positive_int("refit", refit) if refit != 0 else None
+    exog_list, future_list = _names(exog), _names(future_covariates)
+    raw, target = _input_panel(data, target, exog_list + future_list, id_column,
+                               time_column, None)
+    notes = []
+    origins = _origins(raw, initial, step, max_origins, L, H, notes)
+    n_blocks = max(len(o) for o in origins)
+    block = n_blocks if block is None else block
+    m = seasonal_period(raw.index[int(np.argmax(raw.lengths))]) if seasonality is None \
+        else _positive_int("seasonality", seasonality)
 
     per_origin, forecasts = [], []
     hits, n_interval = 0, 0
     refits = 0
-    for b0 in range(0, len(origins), block):
-        block_origins = origins[b0:b0 + block]
-        train_end = block_origins[0] + 1
-        model = clone(template).fit(frame.iloc[:train_end], target=target, exog=exog,
-                                    future_covariates=future_covariates)
+    for k0 in range(0, n_blocks, block):
+        members = [s for s in range(raw.n_series) if len(origins[s]) > k0]
+        train_rows = np.array([origins[s][k0] + 1 for s in members])
+        sub = raw.subset(members)
+        model = clone(template).fit(sub.head(train_rows), exog=exog_list,
+                                    future_covariates=future_list, static=static)
         refits += 1
-        design = model.design_
-        full = model._design_frame(frame)
-        values = full.to_numpy(dtype=np.float64)
-        y_all = values[:, 0]
-        X_past = past_windows(values, block_origins, L)
-        pred, half_width = model._forecast_origins(values, block_origins)
-        actual = y_all[block_origins[:, None] + np.arange(1, H + 1)[None, :]]
-        # baselines on the same origins, fitted on the same training span
-        train_windows = windowing.make_windows(full.iloc[:train_end], L, H,
-                                               target=design.target, features=design.columns)
-        base = {
-            "naive": baselines.naive(y_all[block_origins], H),
-            "seasonal_naive": baselines.seasonal_naive(y_all, block_origins, H, m),
-            "ridge": baselines.ridge_lags(train_windows.X, train_windows.y, X_past, H),
-        }
-        scale_series = y_all[:train_end]
-        if len(scale_series) <= m:
-            raise ValueError(f"training span too short for seasonality {m}.")
-        scale = np.mean(np.abs(scale_series[m:] - scale_series[:-m]))
+        block_origins = [origins[s][k0:k0 + block] for s in members]
+        series = np.repeat(np.arange(len(members)), [len(o) for o in block_origins])
+        rows = np.concatenate(block_origins)
+        pred, half_width = model._forecast_at(sub, series, rows, model.coverage)
         if half_width is not None:
-            inside = np.abs(actual - pred) <= half_width
+            actual_all = np.stack([sub.rows(s)[o + 1:o + 1 + H, 0]
+                                   for s, o in zip(series, rows)])
+            inside = np.abs(actual_all - pred) <= half_width
             hits += int(inside.sum())
             n_interval += inside.size
-        for i, origin in enumerate(block_origins):
-            stamp = frame.index[origin]
-            for name, p in [(MODEL_NAME, pred[i])] + [(k, v[i]) for k, v in base.items()]:
-                err = actual[i] - p
-                per_origin.append({
-                    "origin": stamp, "model": name,
-                    "mae": float(np.mean(np.abs(err))),
-                    "rmse": float(np.sqrt(np.mean(err ** 2))),
-                    "smape": float(_metrics.smape(actual[i], p)),
-                    "mase": float(np.mean(np.abs(err)) / scale) if scale > 0 else np.nan,
-                })
-            for k in range(H):
-                record = {"origin": stamp, "step": k + 1,
-                          "timestamp": frame.index[origin + k + 1],
-                          "actual": actual[i, k], MODEL_NAME: pred[i, k]}
-                record.update({name: v[i, k] for name, v in base.items()})
-                forecasts.append(record)
+        offset = 0
+        for j, s in enumerate(members):
+            mine = slice(offset, offset + len(block_origins[j]))
+            offset += len(block_origins[j])
+            _score_series(raw, s, block_origins[j], int(train_rows[j]), pred[mine], L, H, m,
+                          per_origin, forecasts)
         if progress is not None:
-            progress(min(b0 + block, len(origins)), len(origins))
+            progress(min(k0 + block, n_blocks), n_blocks)
 
     per_origin = pd.DataFrame(per_origin)
+    forecasts = pd.DataFrame(forecasts)
+    if raw.single:
+        per_origin = per_origin.drop(columns=["series"])
+        forecasts = forecasts.drop(columns=["series"])
+    else:
+        per_origin = per_origin.rename(columns={"series": raw.id_column})
+        forecasts = forecasts.rename(columns={"series": raw.id_column})
     order = [MODEL_NAME, *BASELINES]
     overall = (per_origin.groupby("model")[list(DEFAULT_METRICS)].mean()
                .reindex(order))
-    forecasts = pd.DataFrame(forecasts)
     by_horizon = pd.DataFrame({
         name: (forecasts[name] - forecasts["actual"]).abs().groupby(forecasts["step"]).mean()
         for name in order
@@ -219,5 +200,92 @@ def backtest(forecaster: RNNForecaster, data, *, target: str | None = None, exog
         seasonality=m, seconds=time.perf_counter() - started,
         coverage=template.coverage,
         interval_hit_rate=(hits / n_interval) if n_interval else None,
-        refits=refits,
+        refits=refits, notes=notes, n_series=raw.n_series,
     )
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value}.")
+    return int(value)
+
+
+def _names(value) -> list:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _origins(raw, initial, step, max_origins, L, H, notes) -> list[np.ndarray]:
+    """Origin rows (last observed row of each forecast) of every series."""
+    if isinstance(initial, bool) or not isinstance(initial, numbers.Real):
+        raise TypeError(f"initial must be a fraction in (0, 1) or a number of rows; got "
+                        f"{initial!r}.")
+    fraction = isinstance(initial, float)
+    if fraction and not 0 < initial < 1:
+        raise ValueError(f"initial as a fraction must be in (0, 1); got {initial}.")
+    out, skipped = [], []
+    for s, n_rows in enumerate(raw.lengths):
+        n_initial = int(n_rows * initial) if fraction else int(initial)
+        if n_initial < L + H + 2 or n_initial > n_rows - H:
+            if raw.single:
+                raise ValueError(
+                    f"initial={initial} gives {n_initial} training rows of {n_rows}; it "
+                    f"needs at least lookback + horizon + 2 = {L + H + 2} and must leave a "
+                    f"horizon ({H}) to test."
+                )
+            skipped.append(raw.ids[s])
+            out.append(np.empty(0, dtype=np.int64))
+            continue
+        origins = np.arange(n_initial - 1, n_rows - H, step)
+        out.append(origins if max_origins is None else origins[-max_origins:])
+    if skipped:
+        if len(skipped) == raw.n_series:
+            raise ValueError(
+                f"initial={initial} leaves no series with at least lookback + horizon + 2 = "
+                f"{L + H + 2} training rows and a horizon ({H}) to test."
+            )
+        notes.append(f"{len(skipped)} series too short for initial={initial} were left "
+                     f"out: {skipped[:5]}{' ...' if len(skipped) > 5 else ''}.")
+    return out
+
+
+def _score_series(raw, s, origins, train_end, pred, L, H, m, per_origin, forecasts):
+    """Baselines and metrics of series ``s`` at ``origins`` (model forecasts ``pred``),
+    appended to the record lists."""
+    y = raw.rows(s)[:, 0]
+    steps = np.arange(1, H + 1)
+    actual = y[origins[:, None] + steps[None, :]]
+    train = windowing._window_array(y[:train_end, None], L, H, 1)
+    train_y = sliding_window_view(y[L:train_end], H)
+    past = np.stack([y[o - L + 1:o + 1] for o in origins])[:, :, None]
+    base = {
+        "naive": baselines.naive(y[origins], H),
+        "seasonal_naive": baselines.seasonal_naive(y, origins, H, m),
+        "ridge": baselines.ridge_lags(train, train_y, past, H),
+    }
+    scale_series = y[:train_end]
+    if len(scale_series) <= m:
+        raise ValueError(f"training span too short for seasonality {m}.")
+    scale = np.mean(np.abs(scale_series[m:] - scale_series[:-m]))
+    index = raw.index[s]
+    series_id = raw.ids[s]
+    for i, origin in enumerate(origins):
+        stamp = index[origin]
+        for name, p in [(MODEL_NAME, pred[i])] + [(k, v[i]) for k, v in base.items()]:
+            err = actual[i] - p
+            per_origin.append({
+                "series": series_id, "origin": stamp, "model": name,
+                "mae": float(np.mean(np.abs(err))),
+                "rmse": float(np.sqrt(np.mean(err ** 2))),
+                "smape": float(_metrics.smape(actual[i], p)),
+                "mase": float(np.mean(np.abs(err)) / scale) if scale > 0 else np.nan,
+            })
+        for k in range(H):
+            record = {"series": series_id, "origin": stamp, "step": k + 1,
+                      "timestamp": index[origin + k + 1],
+                      "actual": actual[i, k], MODEL_NAME: pred[i, k]}
+            record.update({name: v[i, k] for name, v in base.items()})
+            forecasts.append(record)

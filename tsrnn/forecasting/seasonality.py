@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tsrnn import windowing
+
 __all__ = ["seasonal_period"]
 
 
@@ -16,10 +18,9 @@ def seasonal_period(index: pd.DatetimeIndex) -> int:
     days: 5; weekly: 52; monthly: 12; quarterly: 4; anything else (yearly, multiples
     such as every 2 days, irregular): 1 (no season).
     """
-    freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
-    if freq is None:
+    offset = windowing._infer_offset(index)
+    if offset is None:
         return 5 if looks_like_trading_days(index) else 1
-    offset = pd.tseries.frequencies.to_offset(freq)
     offsets = pd.offsets
     if isinstance(offset, offsets.Tick) and offset.nanos < pd.Timedelta(days=1).value:
         steps, remainder = divmod(pd.Timedelta(days=1).value, offset.nanos)
