@@ -112,7 +112,7 @@ def test_a_column_both_past_and_future_is_an_error():
 @pytest.mark.parametrize(
     "mutate, error, match",
     [
-        (lambda s: s.reset_index(drop=True), TypeError, "DatetimeIndex"),
+        (lambda s: s.set_axis(s.index.strftime("%Y-%m-%d %H")), TypeError, "DatetimeIndex"),
         (lambda s: s.drop(s.index[100]), ValueError, "missing|gap"),
         (lambda s: s.where(np.arange(len(s)) != 50), ValueError, "NaN"),
         (lambda s: s.iloc[::-1], ValueError, "sorted|monotonic|increasing"),
@@ -216,3 +216,61 @@ def test_helpers():
     actual = np.array([[1.0], [2.0], [-1.0], [0.5]])
     assert naive_shrinkage(last, 2 * actual, actual)[0] == pytest.approx(0.5)
     assert naive_shrinkage(last, -actual, actual)[0] == 0.0
+
+
+def test_period_and_integer_indexes_are_answered_in_kind():
+    months = pd.period_range("1949-01", periods=144, freq="M")
+    rng = np.random.default_rng(0)
+    airline = pd.Series(100 + np.arange(144) + 10 * np.sin(np.arange(144) * np.pi / 6)
+                        + rng.normal(size=144), index=months, name="passengers")
+    fc = RNNForecaster(lookback=24, horizon=12, **FAST).fit(airline)
+    out = fc.predict()
+    assert isinstance(out.index, pd.PeriodIndex)
+    assert out.index[0] == pd.Period("1961-01", freq="M") and len(out) == 12
+    result = backtest(RNNForecaster(lookback=24, horizon=6, **FAST), airline, initial=0.75)
+    assert result.seasonality == 12
+    assert isinstance(result.forecasts["timestamp"].iloc[0], pd.Period)
+
+    steps = pd.Series(np.sin(np.arange(300) / 5.0), index=pd.RangeIndex(10, 610, 2))
+    fc = RNNForecaster(lookback=20, horizon=4, **FAST).fit(steps)
+    assert fc.calendar_ == []
+    assert list(fc.predict().index) == [610, 612, 614, 616]
+    assert backtest(RNNForecaster(lookback=20, horizon=4, **FAST), steps).seasonality == 1
+    with pytest.raises(TypeError, match="range index but the model was fitted on a period"):
+        RNNForecaster(lookback=24, horizon=12, **FAST).fit(airline).predict(
+            history=steps.rename("passengers"))
+
+
+def test_a_failing_fit_leaves_a_fitted_forecaster_predicting_as_before():
+    series = hourly()
+    fc = RNNForecaster(lookback=24, horizon=4, **FAST).fit(series)
+    before = fc.predict()
+    with pytest.raises(ValueError, match="NaN"):
+        fc.fit(series.where(np.arange(len(series)) != 50))
+    with pytest.raises(ValueError, match="rows"):
+        fc.fit(series.iloc[:20])
+    pd.testing.assert_frame_equal(fc.predict(), before)
+
+
+def test_predict_validates_history_frequency_and_coverage():
+    fc = RNNForecaster(lookback=24, horizon=4, **FAST).fit(hourly())
+    half_hourly = pd.Series(np.arange(100.0), name="temp",
+                            index=pd.date_range("2025-01-01", periods=100, freq="30min"))
+    with pytest.raises(ValueError, match="frequency '30min' but the model was fitted on 'h'"):
+        fc.predict(history=half_hourly)
+    for bad in (1.5, 0, -0.1, 1, True, "0.9"):
+        with pytest.raises(ValueError, match="coverage must be in"):
+            fc.predict(coverage=bad)
+    narrow, wide = fc.predict(coverage=0.5), fc.predict(coverage=0.95)
+    assert np.all(wide["upper"] - wide["lower"] >= narrow["upper"] - narrow["lower"])
+
+
+def test_backtest_validates_its_inputs():
+    series = hourly(500)
+    fc = RNNForecaster(lookback=24, horizon=6, **FAST)
+    with pytest.raises(ValueError, match="missing timestamp"):
+        backtest(fc, series.drop(series.index[200]), initial=300)
+    with pytest.raises(ValueError, match="max_origins must be >= 1"):
+        backtest(fc, series, initial=300, max_origins=0)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        backtest(fc, series, initial=300, step=0)

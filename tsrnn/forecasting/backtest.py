@@ -148,8 +148,12 @@ def backtest(forecaster: RNNForecaster, data, *, target=None, exog=None,
     origins = _origins(raw, initial, step, max_origins, L, H, notes)
     n_blocks = max(len(o) for o in origins)
     block = n_blocks if block is None else block
-    m = seasonal_period(raw.index[int(np.argmax(raw.lengths))]) if seasonality is None \
-        else _positive_int("seasonality", seasonality)
+    if seasonality is not None:
+        m = _positive_int("seasonality", seasonality)
+    elif raw.index_kind == "range":
+        m = 1  # integer steps: no season to assume
+    else:
+        m = seasonal_period(raw.index[int(np.argmax(raw.lengths))])
 
     per_origin, forecasts = [], []
     hits, n_interval = 0, 0
@@ -270,7 +274,7 @@ def _score_series(raw, s, origins, train_end, pred, L, H, m, per_origin, forecas
     if len(scale_series) <= m:
         raise ValueError(f"training span too short for seasonality {m}.")
     scale = np.mean(np.abs(scale_series[m:] - scale_series[:-m]))
-    index = raw.index[s]
+    index = raw.original_index(raw.index[s])
     series_id = raw.ids[s]
     for i, origin in enumerate(origins):
         stamp = index[origin]

@@ -402,7 +402,8 @@ class RNNForecaster(BaseEstimator):
         if target in exog or target in future:
             raise ValueError(f"the target {target!r} cannot also be a covariate.")
         longest = raw.index[int(np.argmax(raw.lengths))]
-        choice = self._calendar_choice(longest)
+        # integer steps have no calendar
+        choice = [] if raw.index_kind == "range" else self._calendar_choice(longest)
         calendar = list(self._calendar_frame(longest[:0], choice).columns)
         clash = sorted(set(calendar) & set(raw.columns))
         if clash:
@@ -796,7 +797,8 @@ class RNNForecaster(BaseEstimator):
                                         stamps, future_values)
         frames = []
         for s in series:
-            out = pd.DataFrame({design.target: pred[s]}, index=stamps[s][:horizon])
+            out = pd.DataFrame({design.target: pred[s]},
+                               index=raw.original_index(stamps[s][:horizon]))
             if width is not None:
                 out["lower"] = pred[s] - width[s]
                 out["upper"] = pred[s] + width[s]
@@ -830,9 +832,12 @@ class RNNForecaster(BaseEstimator):
                     f"history lacks column(s) {missing}; it needs {[design.target] + needed} "
                     "as in fit."
                 )
-            if not isinstance(recent.index, pd.DatetimeIndex):
-                raise TypeError("history must have a DatetimeIndex.")
             raw, _ = to_panel(recent, target=design.target, columns=needed)
+        if raw.index_kind != self._history.index_kind:
+            raise TypeError(
+                f"history has a {raw.index_kind} index but the model was fitted on a "
+                f"{self._history.index_kind} index."
+            )
         if self.freq_ is not None and raw.freq is not None and raw.freq != self.freq_:
             raise ValueError(
                 f"history has frequency {raw.freq.freqstr!r} but the model was fitted on "
@@ -1067,10 +1072,12 @@ def _input_panel(data, target, columns, id_column, time_column, fill):
         return data, data.columns[0]
     if isinstance(data, (pd.Series, pd.DataFrame)) and id_column is None and \
             not isinstance(target, (list, tuple)) and \
-            not isinstance(data.index, pd.DatetimeIndex):
+            not isinstance(data.index, (pd.DatetimeIndex, pd.PeriodIndex)) and \
+            not pd.api.types.is_integer_dtype(data.index.dtype):
         raise TypeError(
-            f"data must have a DatetimeIndex; got {type(data.index).__name__}. For many "
-            "series in long format, pass id_column=... (and time_column=...)."
+            f"data must have a DatetimeIndex, a PeriodIndex or integer steps; got "
+            f"{type(data.index).__name__}. For many series in long format, pass "
+            "id_column=... (and time_column=...)."
         )
     return to_panel(data, target=target, columns=columns, id_column=id_column,
                     time_column=time_column, fill=fill)

@@ -18,7 +18,7 @@ of every series are index arrays into it rather than copies (:class:`PanelWindow
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,8 @@ __all__ = ["DEFAULT_ID_COLUMN", "DEFAULT_TIME_COLUMN", "Panel", "PanelWindows", 
 DEFAULT_ID_COLUMN = "unique_id"
 #: Name of the timestamp column of long outputs when the input did not name one.
 DEFAULT_TIME_COLUMN = "ds"
+_DAY_NS = 86_400_000_000_000
+
 #: Name of the value column of a wide panel's or unnamed series' target.
 DEFAULT_TARGET = windowing.UNNAMED_SERIES
 
@@ -58,6 +60,12 @@ class Panel:
         Built from one Series or DataFrame (answers keep single-series shapes).
     id_column, time_column : str
         Column names for long outputs.
+    index_kind : {'datetime', 'period', 'range'}
+        What the input's index was. A PeriodIndex is held as the periods' start
+        timestamps, an integer (Range) index as days from 1970-01-01, and answers
+        are given back in the input's kind (:meth:`original_index`).
+    period_freq : pandas.DateOffset or None
+        The PeriodIndex's frequency ('period').
     """
 
     ids: tuple
@@ -69,6 +77,8 @@ class Panel:
     single: bool
     id_column: str = DEFAULT_ID_COLUMN
     time_column: str = DEFAULT_TIME_COLUMN
+    index_kind: str = "datetime"
+    period_freq: object = None
 
     @property
     def n_series(self) -> int:
@@ -101,8 +111,7 @@ class Panel:
                 f"values must have shape ({self.values.shape[0]}, {len(columns)}); got "
                 f"{values.shape}."
             )
-        return Panel(self.ids, self.index, tuple(columns), np.ascontiguousarray(values),
-                     self.indptr, self.freq, self.single, self.id_column, self.time_column)
+        return replace(self, columns=tuple(columns), values=np.ascontiguousarray(values))
 
     def tail(self, n: int) -> Panel:
         """The last ``n`` rows of every series (fewer where a series is shorter)."""
@@ -111,8 +120,8 @@ class Panel:
         rows = np.concatenate([np.arange(self.indptr[s + 1] - keep[s], self.indptr[s + 1])
                                for s in range(self.n_series)])
         index = tuple(ix[len(ix) - k:] for ix, k in zip(self.index, keep))
-        return Panel(self.ids, index, self.columns, np.ascontiguousarray(self.values[rows]),
-                     indptr, self.freq, self.single, self.id_column, self.time_column)
+        return replace(self, index=index, values=np.ascontiguousarray(self.values[rows]),
+                       indptr=indptr)
 
     def head(self, n_rows: np.ndarray) -> Panel:
         """The first ``n_rows[s]`` rows of each series ``s``."""
@@ -121,8 +130,8 @@ class Panel:
         rows = np.concatenate([np.arange(self.indptr[s], self.indptr[s] + n_rows[s])
                                for s in range(self.n_series)])
         index = tuple(ix[:k] for ix, k in zip(self.index, n_rows))
-        return Panel(self.ids, index, self.columns, np.ascontiguousarray(self.values[rows]),
-                     indptr, self.freq, self.single, self.id_column, self.time_column)
+        return replace(self, index=index, values=np.ascontiguousarray(self.values[rows]),
+                       indptr=indptr)
 
     def subset(self, positions) -> Panel:
         """The series at ``positions`` (in that order)."""
@@ -132,10 +141,17 @@ class Panel:
         indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         values = (np.concatenate(parts) if parts
                   else np.empty((0, len(self.columns))))
-        return Panel(tuple(self.ids[p] for p in positions),
-                     tuple(self.index[p] for p in positions), self.columns,
-                     np.ascontiguousarray(values), indptr, self.freq, self.single,
-                     self.id_column, self.time_column)
+        return replace(self, ids=tuple(self.ids[p] for p in positions),
+                       index=tuple(self.index[p] for p in positions),
+                       values=np.ascontiguousarray(values), indptr=indptr)
+
+    def original_index(self, stamps: pd.DatetimeIndex):
+        """``stamps`` (internal timestamps) in the kind of index the input had."""
+        if self.index_kind == "period":
+            return stamps.to_period(self.period_freq)
+        if self.index_kind == "range":
+            return pd.Index(stamps.asi8 // _DAY_NS, dtype=np.int64, name=stamps.name)
+        return stamps
 
 
 def _describe(series_id) -> str:
@@ -189,14 +205,14 @@ def _series_frames(data, *, id_column, time_column, target):
                     f"{list(frame.columns)}."
                 )
             frame = frame.set_index(time_column)
-        elif not isinstance(frame.index, pd.DatetimeIndex) and \
-                DEFAULT_TIME_COLUMN in frame.columns:
+        elif DEFAULT_TIME_COLUMN in frame.columns:
             frame = frame.set_index(DEFAULT_TIME_COLUMN)
-        if not isinstance(frame.index, pd.DatetimeIndex):
+        if not (isinstance(frame.index, (pd.DatetimeIndex, pd.PeriodIndex))
+                or pd.api.types.is_integer_dtype(frame.index.dtype)):
             raise TypeError(
-                "a long DataFrame needs its timestamps as a DatetimeIndex or in a column "
-                f"named by time_column (or '{DEFAULT_TIME_COLUMN}'); got a "
-                f"{type(frame.index).__name__}."
+                "a long DataFrame needs its timestamps (or periods, or integer steps) as "
+                "the index or in a column named by time_column (or "
+                f"'{DEFAULT_TIME_COLUMN}'); got a {type(frame.index).__name__}."
             )
         if frame[id_column].isna().any():
             raise ValueError(f"id_column {id_column!r} has missing ids.")
@@ -256,7 +272,7 @@ def to_panel(data, *, target=None, columns=(), id_column=None, time_column=None,
     if len(set(map(str, wanted))) != len(wanted):
         raise ValueError(f"columns {wanted} repeat a name.")
     seen = set()
-    index, parts, freqs = [], [], []
+    index, parts, freqs, kinds = [], [], [], set()
     for series_id, frame in zip(ids, frames):
         if series_id in seen:
             raise ValueError(f"series id {series_id!r} appears twice.")
@@ -267,6 +283,8 @@ def to_panel(data, *, target=None, columns=(), id_column=None, time_column=None,
             raise ValueError(
                 f"column(s) {missing} not in data{where}; columns are {list(frame.columns)}."
             )
+        frame, kind, period_freq = _as_datetime_index(frame, series_id)
+        kinds.add(kind)
         try:
             clean, _, _, freq = windowing._prepare(frame[wanted], target=target,
                                                    features=wanted, fill=fill,
@@ -278,6 +296,9 @@ def to_panel(data, *, target=None, columns=(), id_column=None, time_column=None,
         index.append(clean.index)
         parts.append(clean[wanted].to_numpy(dtype=np.float64))
         freqs.append(freq)
+    if len(kinds) > 1:
+        raise TypeError(f"the series mix kinds of index ({sorted(kinds)}); give them all "
+                        "timestamps, periods or integer steps.")
     _check_common_frequency(ids, index, freqs)
     lengths = [len(p) for p in parts]
     indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -285,8 +306,27 @@ def to_panel(data, *, target=None, columns=(), id_column=None, time_column=None,
                                                   for c in wanted),
                   np.ascontiguousarray(np.concatenate(parts)), indptr,
                   next((f for f in freqs if f is not None), None), single, id_out,
-                  time_column or DEFAULT_TIME_COLUMN)
+                  time_column or DEFAULT_TIME_COLUMN, kind, period_freq)
     return panel, panel.columns[0]
+
+
+def _as_datetime_index(frame: pd.DataFrame, series_id):
+    """``(frame, kind, period_freq)`` with timestamps in the index: a PeriodIndex
+    becomes its periods' start times, an integer index (a RangeIndex, or integers
+    with a constant step) days from 1970-01-01; anything else is left to the
+    timestamp checks."""
+    index = frame.index
+    if isinstance(index, pd.PeriodIndex):
+        return frame.set_axis(index.to_timestamp(how="start"), axis=0), "period", index.freq
+    if pd.api.types.is_integer_dtype(index.dtype) and not isinstance(index, pd.DatetimeIndex):
+        if len(index) > 1 and len(np.unique(np.diff(index.to_numpy()))) > 1:
+            raise ValueError(
+                f"{_describe(series_id)} has an integer index whose step is not constant; "
+                "give it timestamps, or steps of one size."
+            )
+        stamps = pd.to_datetime(index.to_numpy(dtype=np.int64) * _DAY_NS)
+        return frame.set_axis(pd.DatetimeIndex(stamps, name=index.name), axis=0), "range", None
+    return frame, "datetime", None
 
 
 def _check_common_frequency(ids, index, freqs) -> None:
