@@ -274,3 +274,34 @@ def test_backtest_validates_its_inputs():
         backtest(fc, series, initial=300, max_origins=0)
     with pytest.raises(ValueError, match="step must be >= 1"):
         backtest(fc, series, initial=300, step=0)
+
+
+def test_a_winner_is_marked_only_beyond_the_noise_across_origins():
+    series = hourly(500)
+    fc = RNNForecaster(lookback=24, horizon=6, **FAST)
+    few = backtest(fc, series, initial=450, step=20)  # 3 origins
+    assert few.n_origins == 3  # origins 449, 469, 489
+    assert "**" not in few.to_markdown() and "too few to tell models apart" in few.caption()
+    many = backtest(fc, series, initial=300, step=6)
+    winners = many.winners()
+    # naive repeats the last value of a daily sine: far worse than the others everywhere
+    assert winners["mae"] != "naive"
+    for metric, model in winners.items():
+        if model is not None:
+            assert f"**{many.overall.loc[model, metric]:.4g}**" in many.to_markdown()
+    assert f"{many.n_origins} forecast origins" in many.caption()
+
+
+def test_ridge_baseline_reads_the_same_covariates_as_the_network():
+    rng = np.random.default_rng(5)
+    n = 600
+    idx = pd.date_range("2024-01-01", periods=n, freq="h")
+    driver = rng.normal(size=n)
+    promo = (rng.random(n) < 0.2).astype(float)
+    y = np.convolve(driver, np.ones(3) / 3, mode="same") + 3 * promo + 0.1 * rng.normal(size=n)
+    frame = pd.DataFrame({"y": y, "driver": driver, "promo": promo}, index=idx)
+    fc = RNNForecaster(lookback=12, horizon=3, **FAST)
+    plain = backtest(fc, frame[["y"]], initial=400, step=3)
+    with_cov = backtest(fc, frame, target="y", exog="driver", future_covariates="promo",
+                        initial=400, step=3)
+    assert with_cov.overall.loc["ridge", "mae"] < 0.7 * plain.overall.loc["ridge", "mae"]

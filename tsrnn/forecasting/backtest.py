@@ -20,6 +20,8 @@ from tsrnn.forecasting.seasonality import seasonal_period
 __all__ = ["BacktestResult", "backtest"]
 
 MODEL_NAME = "tsrnn"
+#: Fewest origins before a backtest names a winner.
+MIN_ORIGINS_FOR_A_WINNER = 5
 DEFAULT_METRICS = ("mae", "rmse", "smape", "mase")
 
 
@@ -67,12 +69,55 @@ class BacktestResult:
     notes: list = field(default_factory=list)
     n_series: int = 1
 
+    @property
+    def n_origins(self) -> int:
+        """Forecasts evaluated per model: (series, origin) pairs."""
+        return int(len(self.per_origin) // max(1, self.overall.shape[0]))
+
+    def winners(self, confidence: float = 0.95) -> dict:
+        """Per metric, the model with the lowest mean when it beats every other model
+        by more than the noise across origins, else None.
+
+        The test is paired: for each other model, the per-origin differences of the
+        metric (other minus best) must have a mean above ``z`` standard errors, with z
+        the two-sided normal quantile of ``confidence`` (1.96 at 95%). With fewer than
+        MIN_ORIGINS_FOR_A_WINNER origins no model is declared the winner.
+        """
+        from statistics import NormalDist
+
+        z = NormalDist().inv_cdf(0.5 + confidence / 2)
+        keys = [c for c in self.per_origin.columns if c not in ("model", *DEFAULT_METRICS)]
+        out = {}
+        for metric in self.overall.columns:
+            table = self.per_origin.pivot_table(index=keys, columns="model", values=metric,
+                                                aggfunc="first")
+            best = self.overall[metric].idxmin()
+            if pd.isna(best) or len(table) < MIN_ORIGINS_FOR_A_WINNER:
+                out[metric] = None
+                continue
+            clear = True
+            for other in self.overall.index:
+                if other == best:
+                    continue
+                diff = (table[other] - table[best]).dropna().to_numpy()
+                se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
+                if not diff.mean() > z * se:
+                    clear = False
+                    break
+            out[metric] = best if clear else None
+        return out
+
     def to_markdown(self, digits: int = 4) -> str:
-        """The overall table as GitHub markdown (best value per metric in bold)."""
+        """The overall table as GitHub markdown.
+
+        The best value of a metric is bold only when that model beats every other by
+        more than the noise across origins (:meth:`winners`); a note under the table
+        says how many origins were evaluated and when no winner is clear.
+        """
         table = self.overall
         header = "| model | " + " | ".join(table.columns) + " |"
         rule = "| --- | " + " | ".join("---:" for _ in table.columns) + " |"
-        best = table.idxmin()
+        best = self.winners()
         rows = []
         for model, row in table.iterrows():
             cells = []
@@ -80,7 +125,22 @@ class BacktestResult:
                 text = f"{value:.{digits}g}"
                 cells.append(f"**{text}**" if best[col] == model else text)
             rows.append(f"| {model} | " + " | ".join(cells) + " |")
-        return "\n".join([header, rule, *rows])
+        return "\n".join([header, rule, *rows, "", self.caption()])
+
+    def caption(self) -> str:
+        """One sentence on what the table rests on."""
+        n = self.n_origins
+        series = f" of {self.n_series} series" if self.n_series > 1 else ""
+        text = f"{n} forecast origin{'s' if n != 1 else ''}{series}"
+        if n < MIN_ORIGINS_FOR_A_WINNER:
+            return (f"{text}: too few to tell models apart (at least "
+                    f"{MIN_ORIGINS_FOR_A_WINNER} are needed); no winner is marked.")
+        unclear = [m for m, w in self.winners().items() if w is None]
+        if unclear:
+            return (f"{text}; bold: better than every other model beyond the noise "
+                    f"across origins (paired, 95%); no clear winner on {', '.join(unclear)}.")
+        return f"{text}; bold: better than every other model beyond the noise across " \
+               "origins (paired, 95%)."
 
     def __str__(self) -> str:
         return self.overall.to_string(float_format=lambda v: f"{v:.4g}")
@@ -180,7 +240,7 @@ def backtest(forecaster: RNNForecaster, data, *, target=None, exog=None,
             mine = slice(offset, offset + len(block_origins[j]))
             offset += len(block_origins[j])
             _score_series(raw, s, block_origins[j], int(train_rows[j]), pred[mine], L, H, m,
-                          per_origin, forecasts)
+                          len(exog_list), per_origin, forecasts)
         if progress is not None:
             progress(min(k0 + block, n_blocks), n_blocks)
 
@@ -256,19 +316,28 @@ def _origins(raw, initial, step, max_origins, L, H, notes) -> list[np.ndarray]:
     return out
 
 
-def _score_series(raw, s, origins, train_end, pred, L, H, m, per_origin, forecasts):
+def _score_series(raw, s, origins, train_end, pred, L, H, m, n_exog, per_origin,
+                  forecasts):
     """Baselines and metrics of series ``s`` at ``origins`` (model forecasts ``pred``),
-    appended to the record lists."""
-    y = raw.rows(s)[:, 0]
+    appended to the record lists. The ridge baseline reads the same covariates as the
+    model: past ones over the window, known-future ones over the horizon."""
+    rows = raw.rows(s)
+    y = rows[:, 0]
     steps = np.arange(1, H + 1)
     actual = y[origins[:, None] + steps[None, :]]
-    train = windowing._window_array(y[:train_end, None], L, H, 1)
+    past_columns, future_columns = rows[:, :1 + n_exog], rows[:, 1 + n_exog:]
+    train = windowing._window_array(past_columns[:train_end], L, H, 1)
     train_y = sliding_window_view(y[L:train_end], H)
-    past = np.stack([y[o - L + 1:o + 1] for o in origins])[:, :, None]
+    past = np.stack([past_columns[o - L + 1:o + 1] for o in origins])
+    train_future = test_future = None
+    if future_columns.shape[1]:
+        starts = np.arange(len(train))
+        train_future = future_columns[starts[:, None] + L + np.arange(H)[None, :]]
+        test_future = future_columns[origins[:, None] + steps[None, :]]
     base = {
         "naive": baselines.naive(y[origins], H),
         "seasonal_naive": baselines.seasonal_naive(y, origins, H, m),
-        "ridge": baselines.ridge_lags(train, train_y, past, H),
+        "ridge": baselines.ridge_lags(train, train_y, past, H, train_future, test_future),
     }
     scale_series = y[:train_end]
     if len(scale_series) <= m:

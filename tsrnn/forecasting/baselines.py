@@ -22,11 +22,29 @@ def seasonal_naive(target: np.ndarray, origin_rows: np.ndarray, horizon: int,
     return target[rows]
 
 
-def ridge_lags(train_X, train_y, test_X, horizon):
-    """Ridge regression on the target's lags, relative to the window's last value."""
-    def features(X):
-        lags = X[:, :, 0]
-        return lags - lags[:, -1:]
+def ridge_lags(train_X, train_y, test_X, horizon, train_future=None, test_future=None):
+    """Ridge regression on the window's lags, forecasting the change from its last value.
 
-    model = Ridge(alpha=1.0).fit(features(train_X), train_y - train_X[:, -1, :1])
-    return model.predict(features(test_X)).reshape(len(test_X), horizon) + test_X[:, -1, :1]
+    ``X`` windows are (n, lookback, 1 + n_exog): the target's lags (relative to the
+    last value) and the past covariates' lags; ``future`` (n, horizon, n_future) the
+    known-future covariates of the forecast steps. Covariate features are standardised
+    on the training windows, so the baseline sees the same inputs as the network.
+    """
+    def features(X, future):
+        lags = X[:, :, 0]
+        parts = [lags - lags[:, -1:], X[:, :, 1:].reshape(len(X), -1)]
+        if future is not None:
+            parts.append(future.reshape(len(X), -1))
+        return parts[0], np.concatenate(parts[1:], axis=1)
+
+    own, cov = features(train_X, train_future)
+    mean, std = cov.mean(axis=0), cov.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+
+    def design(X, future):
+        own, cov = features(X, future)
+        return np.concatenate([own, (cov - mean) / std], axis=1)
+
+    model = Ridge(alpha=1.0).fit(design(train_X, train_future), train_y - train_X[:, -1, :1])
+    pred = model.predict(design(test_X, test_future)).reshape(len(test_X), horizon)
+    return pred + test_X[:, -1, :1]
