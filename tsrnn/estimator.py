@@ -661,17 +661,28 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         """Load parameters by PyTorch name (e.g. from a ``torch.nn.LSTM`` + ``Linear``).
 
         On a fitted model the names and shapes must match and the scalers are
-        kept. On an unfitted model the input features and outputs are read from
-        the shapes of ``weight_ih_l0`` and ``head.weight``, and no scaling is
-        applied (the weights are taken to act on raw inputs and targets).
+        kept; the optimiser's state, which belongs to the previous weights, is
+        dropped (a warm-started fit starts a new one). On an unfitted model the
+        input features and outputs are read from the shapes of ``weight_ih_l0`` and
+        ``head.weight``, no scaling is applied (the weights are taken to act on raw
+        inputs and targets), 3-D input is expected and ``n_timesteps_in_`` is None.
 
         Parameters
         ----------
         state : dict of str to array-like
+            Real-valued arrays; they are cast to ``dtype``.
 
         Returns
         -------
         self : RNNRegressor
+
+        Raises
+        ------
+        ValueError
+            If names, shapes or dtypes do not match, if a value is NaN or infinite
+            after the cast to ``dtype`` (float64 weights beyond float32's range), or
+            if a row of weights is so large that the layer's outputs would overflow.
+            The model is left as it was.
         """
         self._check_params()
         state = {k: np.asarray(v) for k, v in dict(state).items()}
@@ -691,6 +702,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             f"num_layers={self.num_layers}")
         if fitted:
             self._fit_state.params = flat
+            self._fit_state.optimizer = None
             return self
         scaling = training.Standardization.identity(layout.input_size, layout.n_outputs)
         self._x_mean, self._x_scale = scaling.x_mean, scaling.x_scale
@@ -698,6 +710,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         self._n_input_features = layout.input_size
         self.n_features_in_ = layout.input_size
         self.n_outputs_ = layout.n_outputs
+        self.n_timesteps_in_ = None
         self._input_ndim = 3
         self._fit_state = training.FitState(
             params=flat, optimizer=None, learning_rate=self.learning_rate_init,
@@ -711,27 +724,30 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
 
     def _restore_fitted(self, *, fitted: dict, scaling, loss_curve, validation_scores,
                         history, device, feature_names) -> None:
-        """Set what :func:`tsrnn.persistence.load_regressor` read (after
-        :meth:`load_state_dict` on this unfitted model)."""
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"unknown device {device!r}")
+        """Set what :func:`tsrnn.persistence.load_regressor` read and checked (after
+        :meth:`load_state_dict` on this unfitted model). Nothing passed is modified."""
+        fitted = dict(fitted)
         state = self._fit_state
         state.learning_rate = float(fitted.pop("_learning_rate"))
-        state.loss_curve = loss_curve
-        state.history = history
+        state.loss_curve = list(loss_curve)
+        state.history = [dict(record) for record in history]
         state.samples_seen = int(fitted["t_"])
-        state.validation_scores = validation_scores
-        state.best_validation_score = fitted["best_validation_score_"]
+        state.validation_scores = (None if validation_scores is None
+                                   else list(validation_scores))
+        best_score = fitted["best_validation_score_"]
+        # with early stopping the state's best starts at -inf (stored as null)
+        state.best_validation_score = (-float("inf") if best_score is None
+                                       and validation_scores is not None else best_score)
         best_loss = fitted["best_loss_"]
         state.best_loss = float("inf") if best_loss is None else float(best_loss)
         for key, value in fitted.items():
             setattr(self, key, value)
         self._x_mean, self._x_scale, self._y_mean, self._y_scale = scaling
         self.device_ = device
-        self.loss_curve_ = loss_curve
-        self.loss_ = loss_curve[-1] if loss_curve else float("nan")
-        self.validation_scores_ = validation_scores
-        self.history_ = history
+        self.loss_curve_ = state.loss_curve
+        self.loss_ = state.loss_curve[-1] if state.loss_curve else float("nan")
+        self.validation_scores_ = state.validation_scores
+        self.history_ = state.history
         if feature_names is not None:
             self.feature_names_in_ = np.asarray(feature_names, dtype=object)
 
@@ -741,12 +757,25 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         """Write the fitted model to ``path`` (NumPy ``.npz`` with JSON metadata).
 
         The file holds arrays and JSON only: loading it never runs code, unlike
-        pickle. The file is written to a temporary name and renamed into place, so
-        a failure leaves any previous file at ``path`` intact.
+        pickle. It is written to a temporary file ``.<name>.<random>.tmp`` beside
+        ``path``, synced and renamed into place, so an exception, Ctrl-C or a kill
+        leaves any previous file at ``path`` intact (a kill or power loss may leave
+        the temporary file, which can be deleted).
+
+        Parameters are stored as JSON: NumPy scalars (e.g. ``hidden_size`` from a
+        ``GridSearchCV`` grid of ``np.arange``) as plain numbers, restored by
+        :meth:`load` as Python numbers. A ``RandomState`` instance as
+        ``random_state`` cannot be stored and is saved as None.
 
         Parameters
         ----------
         path : str or path-like
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid or a NaN or infinite float (JSON has neither),
+            or the model's state would not load back; nothing is written then.
         """
         check_is_fitted(self, "_fit_state")
         persistence.save_regressor(self, path)
@@ -754,6 +783,13 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RNNRegressor":
         """Read a model written by :meth:`save`.
+
+        The file is checked before anything in it is trusted: the zip directory
+        (sizes bounded, no unexpected, duplicate or compressed members), every
+        metadata field (types, ranges, the constructor parameters as ``fit``
+        validates them) against every other, and every array's dtype and shape
+        (before its data is read) against the metadata, then its values (finite
+        after the cast to ``dtype``, scales positive).
 
         Parameters
         ----------
@@ -765,8 +801,11 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
 
         Raises
         ------
+        FileNotFoundError, PermissionError, IsADirectoryError
+            If ``path`` cannot be opened.
         ValueError
-            If the file is not a tsrnn model file, is corrupt, or was written by a
+            If the file is not a tsrnn model file, is malformed or inconsistent in any
+            way (the message names the file and the problem), or was written by a
             newer, incompatible format version.
         """
         return persistence.load_regressor(cls, path)
