@@ -736,6 +736,14 @@ def save_regressor(model, path: str | os.PathLike) -> None:
         too large. Nothing is written then.
     """
     path = Path(path)
+    meta, arrays = regressor_record(model, path)
+    write_archive(path, REGRESSOR_FORMAT, meta, arrays)
+
+
+def regressor_record(model, path: Path) -> tuple[dict, dict]:
+    """``(meta, arrays)`` of a fitted regressor as :func:`save_regressor` stores them,
+    checked as :func:`load_regressor` will check them (``path`` names the file in
+    messages). Formats that hold a regressor inside (the forecaster's) reuse it."""
     try:
         model._check_params()
     except ValueError as exc:
@@ -771,12 +779,12 @@ def save_regressor(model, path: str | os.PathLike) -> None:
         seen = json.loads(json.dumps({"format": REGRESSOR_FORMAT,
                                       "format_version": FORMAT_VERSION,
                                       "tsrnn_version": "", **meta}, allow_nan=False))
-        spec = _regressor_spec(type(model), seen, n_members=len(arrays) + 1)
+        spec = regressor_spec(type(model), seen, n_members=len(arrays) + 1)
         _regressor_arrays(spec, {k: np.asarray(v) for k, v in arrays.items()})
     except ValueError as exc:
         raise ValueError(f"cannot save to {path}: the model does not pass the checks "
                          f"load makes: {exc}") from None
-    write_archive(path, REGRESSOR_FORMAT, meta, arrays)
+    return meta, arrays
 
 
 def load_regressor(cls, path: str | os.PathLike):
@@ -787,27 +795,33 @@ def load_regressor(cls, path: str | os.PathLike):
     path = Path(path)
     with open_archive(path, REGRESSOR_FORMAT) as archive:
         try:
-            spec = _regressor_spec(cls, archive.metadata,
-                                   n_members=len(archive.members) + 1)
+            spec = regressor_spec(cls, archive.metadata,
+                                  n_members=len(archive.members) + 1)
         except ValueError as exc:
             raise _as_value_error(path, exc) from None
         arrays = archive.read_arrays(spec["shapes"], spec["origin"])
     try:
-        state, scaling = _regressor_arrays(spec, arrays)
-        model = spec["model"]
-        model.load_state_dict(state)
-        model._restore_fitted(
-            fitted=spec["fitted"], scaling=scaling, loss_curve=spec["loss_curve"],
-            validation_scores=spec["validation_scores"], history=spec["history"],
-            device=spec["device"], feature_names=spec["feature_names"],
-        )
+        return regressor_from_spec(spec, arrays)
     except ValueError as exc:
         raise _as_value_error(path, exc) from None
+
+
+def regressor_from_spec(spec: dict, arrays: dict[str, np.ndarray]):
+    """The fitted regressor of :func:`regressor_spec` and the arrays it asked for."""
+    state, scaling = _regressor_arrays(spec, arrays)
+    model = spec["model"]
+    model.load_state_dict(state)
+    model._restore_fitted(
+        fitted=spec["fitted"], scaling=scaling, loss_curve=spec["loss_curve"],
+        validation_scores=spec["validation_scores"], history=spec["history"],
+        device=spec["device"], feature_names=spec["feature_names"],
+    )
     return model
 
 
-def _regressor_spec(cls, meta: dict, *, n_members: int) -> dict:
-    """Everything in the metadata, checked field by field and against each other:
+def regressor_spec(cls, meta: dict, *, n_members: int) -> dict:
+    """Everything in a regressor's metadata, checked field by field and against each
+    other:
     the unfitted model (parameters validated), the expected array shapes and the
     fitted values. ``n_members`` (metadata included) bounds ``num_layers`` before
     shapes are built."""

@@ -901,6 +901,56 @@ class RNNForecaster(BaseEstimator):
         return out
 
 
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path) -> None:
+        """Write the fitted forecaster to ``path`` (NumPy ``.npz`` with JSON metadata).
+
+        The file holds numbers and JSON only (the network in
+        :meth:`RNNRegressor.save`'s format, the forecaster's fitted state and the last
+        ``lookback`` rows of every series): loading it never runs code, unlike
+        pickle, and :meth:`predict` of the loaded model gives the same forecasts. It
+        is written to a temporary file and renamed into place, so a failure leaves
+        any previous file at ``path`` intact.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Raises
+        ------
+        ValueError
+            If the forecaster cannot be stored (series ids that are not strings or
+            numbers, NaN or infinite parameters); nothing is written then.
+        """
+        from tsrnn.forecasting.saving import save_forecaster
+
+        check_is_fitted(self, "regressor_")
+        save_forecaster(self, path)
+
+    @classmethod
+    def load(cls, path) -> "RNNForecaster":
+        """Read a forecaster written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        RNNForecaster
+
+        Raises
+        ------
+        ValueError
+            If the file is not a tsrnn forecaster file, is corrupt or inconsistent, or
+            was written in a newer format version.
+        """
+        from tsrnn.forecasting.saving import load_forecaster
+
+        return load_forecaster(cls, path)
+
+
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
