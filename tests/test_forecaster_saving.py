@@ -17,11 +17,7 @@ from tsrnn.forecasting import saving
 FAST = dict(max_iter=2, hidden_size=8, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def hourly(n=400, seed=0, start="2024-01-01", tz=None):

@@ -1,11 +1,9 @@
 """RNNForecaster and backtest: timestamps, strategies, covariates, intervals, errors."""
 
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 
 from tsrnn import RNNForecaster, backtest
 from tsrnn.forecasting import conformal_quantile, naive_shrinkage, seasonal_period
@@ -13,11 +11,7 @@ from tsrnn.forecasting import conformal_quantile, naive_shrinkage, seasonal_peri
 FAST = dict(max_iter=2, hidden_size=8, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def hourly(n=600, seed=0, name="temp"):

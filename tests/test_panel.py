@@ -1,11 +1,9 @@
 """Many series at once: panel inputs, one global network, long answers, panel backtests."""
 
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 
 from tsrnn import RNNForecaster, backtest
 from tsrnn.forecasting.panel import PanelWindows, to_panel
@@ -13,11 +11,7 @@ from tsrnn.forecasting.panel import PanelWindows, to_panel
 FAST = dict(max_iter=2, hidden_size=8, random_state=0)
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def series(n, start="2024-01-01", seed=0, level=10.0, scale=1.0, name="y"):

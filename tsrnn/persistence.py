@@ -775,16 +775,20 @@ def regressor_record(model, path: Path) -> tuple[dict, dict]:
     arrays.update(x_mean=model._x_mean, x_scale=model._x_scale, y_mean=model._y_mean,
                   y_scale=model._y_scale)
     try:
-        # exactly what load will see: JSON types, and the format keys write_archive adds
-        seen = json.loads(json.dumps({"format": REGRESSOR_FORMAT,
-                                      "format_version": FORMAT_VERSION,
-                                      "tsrnn_version": "", **meta}, allow_nan=False))
+        seen = as_loaded(REGRESSOR_FORMAT, meta)
         spec = regressor_spec(type(model), seen, n_members=len(arrays) + 1)
         _regressor_arrays(spec, {k: np.asarray(v) for k, v in arrays.items()})
     except ValueError as exc:
         raise ValueError(f"cannot save to {path}: the model does not pass the checks "
                          f"load makes: {exc}") from None
     return meta, arrays
+
+
+def as_loaded(fmt: str, meta: dict) -> dict:
+    """``meta`` as :func:`open_archive` will return it: through JSON (types as read
+    back), with the keys :func:`write_archive` adds. Savers check this before writing."""
+    return json.loads(json.dumps({"format": fmt, "format_version": FORMAT_VERSION,
+                                  "tsrnn_version": "", **meta}, allow_nan=False))
 
 
 def load_regressor(cls, path: str | os.PathLike):

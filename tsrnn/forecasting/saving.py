@@ -114,11 +114,9 @@ def save_forecaster(fc, path: str | os.PathLike) -> None:
         optional.update(static_mean=fc._static_stats[0], static_scale=fc._static_stats[1])
     arrays.update({k: v for k, v in optional.items() if v is not None})
     meta = {"params": params, "regressor": reg_meta, "fitted": fitted}
-    try:  # exactly what load will see: JSON types, and the keys write_archive adds
-        seen = json.loads(json.dumps({"format": FORECASTER_FORMAT,
-                                      "format_version": FORMAT_VERSION,
-                                      "tsrnn_version": "", **meta}, allow_nan=False))
-        spec = _spec(type(fc), seen, n_members=len(arrays) + 1)
+    try:
+        spec = _spec(type(fc), persistence.as_loaded(FORECASTER_FORMAT, meta),
+                     n_members=len(arrays) + 1)
         _build(spec, {k: np.asarray(v) for k, v in arrays.items()})
     except ValueError as exc:
         raise ValueError(f"cannot save to {path}: the forecaster does not pass the checks "
