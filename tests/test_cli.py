@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +142,6 @@ def test_bad_argument_in_subprocess_exits_2_without_traceback():
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        ([], "the following arguments are required"),
         (["forecast"], "one of the arguments --dataset --csv is required"),
         (["forecast", "--dataset", "nope"], "valid names are: 'sp500', 'seattle-weather'"),
         (["forecast", "--dataset", "sp500", "--target", "price"],
@@ -260,3 +261,116 @@ def test_default_lookback_is_capped():
     assert default_lookback(100, 10_000) == cli.MAX_DEFAULT_LOOKBACK
     assert default_lookback(24, 100) == 20  # a fifth of the rows
     assert default_lookback(1, 3) == 2
+
+
+# --------------------------------------------------------------------------- new options
+def _hourly_panel_csv(path: Path, n=240) -> Path:
+    rng = np.random.default_rng(1)
+    rows = []
+    for store, level in (("north", 10.0), ("south", 40.0)):
+        stamps = pd.date_range("2024-01-01", periods=n, freq="h")
+        sales = level + 3 * np.sin(2 * np.pi * np.arange(n) / 24) + rng.normal(0, 0.3, n)
+        rows.append(pd.DataFrame({"when": stamps, "store": store, "sales": sales}))
+    pd.concat(rows).to_csv(path, index=False)
+    return path
+
+
+QUICK = ["--horizon", "6", "--lookback", "24", "--max-iter", "1", "--hidden-size", "4"]
+
+
+def test_no_command_prints_the_help(capsys):
+    assert main([]) == 0
+    assert "forecast" in capsys.readouterr().out
+    proc = run_cli()
+    assert proc.returncode == 0 and "<command>" in proc.stdout
+
+
+def test_panel_csv_forecast_save_and_predict_without_refit(tmp_path, capsys):
+    path = _hourly_panel_csv(tmp_path / "shops.csv")
+    model = tmp_path / "model.npz"
+    argv = ["forecast", "--csv", str(path), "--time-column", "when", "--id-column", "store",
+            *QUICK, "--backtest-origins", "5", "--quiet", "--output-dir",
+            str(tmp_path / "out"), "--save", str(model)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --quiet: nothing but errors
+    assert "10 forecasts (origins of 2 series)" in captured.out
+    forecast = pd.read_csv(tmp_path / "out" / "shops_forecast.csv")
+    assert list(forecast.columns) == ["store", "when", "sales", "lower", "upper"]
+    assert forecast.groupby("store").size().to_dict() == {"north": 6, "south": 6}
+    assert model.is_file()
+    newer = pd.read_csv(path)
+    newer = newer[newer["when"] < "2024-01-08"]
+    newer.to_csv(tmp_path / "newer.csv", index=False)
+    assert main(["predict", "--model", str(model), "--csv", str(tmp_path / "newer.csv"),
+                 "--time-column", "when", "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["forecast"]) == 12
+    assert report["forecast"][0]["when"].startswith("2024-01-08 00:00")
+
+
+def test_json_report_has_the_metrics_and_the_forecast(tmp_path, capsys):
+    argv = ["forecast", "--dataset", "seattle-temps", *QUICK, "--backtest-origins", "6",
+            "--json", "--quiet", "--output-dir", str(tmp_path)]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backtest"]["origins"] == 6
+    assert set(report["backtest"]["metrics"]) == set(MODELS)
+    assert len(report["forecast"]) == 6 and "temp" in report["forecast"][0]
+
+
+def test_day_first_dates_are_read_the_regular_way(tmp_path, capsys):
+    months = pd.date_range("1990-01-01", periods=144, freq="MS")
+    values = 100 + 10 * np.sin(np.arange(144) * np.pi / 6) + np.arange(144) * 0.5
+    path = tmp_path / "monthly.csv"
+    pd.DataFrame({"date": months.strftime("%d/%m/%Y"), "y": values}).to_csv(path, index=False)
+    argv = ["forecast", "--csv", str(path), "--horizon", "6", "--lookback", "12",
+            "--max-iter", "1", "--hidden-size", "4", "--no-backtest",
+            "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert "day-first" in capsys.readouterr().err
+    forecast = pd.read_csv(tmp_path / "out" / "monthly_forecast.csv", index_col=0,
+                           parse_dates=True)
+    assert forecast.index[0] == pd.Timestamp("2002-01-01")
+    assert main([*argv, "--date-format", "%d/%m/%Y", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--date-format", "%Y-%m-%d"]) == 2
+    assert "--date-format: column 'date'" in capsys.readouterr().err
+
+
+def test_freq_aggregates_and_a_large_fill_is_flagged(tmp_path, capsys):
+    stamps = pd.date_range("2024-01-01", periods=960, freq="30min")
+    frame = pd.DataFrame({"t": stamps, "kwh": 1.0 + np.sin(np.arange(960) / 10.0) ** 2})
+    path = tmp_path / "meter.csv"
+    frame.to_csv(path, index=False)
+    common = ["forecast", "--csv", str(path), *QUICK, "--no-backtest",
+              "--output-dir", str(tmp_path / "out")]
+    assert main([*common, "--freq", "h", "--agg", "sum", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "480 rows" not in out  # the report shows the forecast, not the row count
+    forecast = pd.read_csv(tmp_path / "out" / "meter_forecast.csv", index_col=0,
+                           parse_dates=True)
+    assert (forecast.index[1] - forecast.index[0]) == pd.Timedelta(hours=1)
+    sparse = frame.iloc[::3]  # every third row: --fill would invent two thirds
+    sparse.to_csv(path, index=False)
+    assert main([*common, "--freq", "30min", "--fill", "interpolate"]) == 0
+    assert "invented" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_fitting_and_errors_speak_in_options(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    started = time.perf_counter()
+    assert main(["forecast", "--dataset", "seattle-temps", *QUICK,
+                 "--output-dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "--output-dir: cannot write into" in err
+    assert time.perf_counter() - started < 60  # refused before any fit (not timed tight)
+    assert main(["forecast", "--dataset", "seattle-temps", *QUICK, "--no-backtest",
+                 "--output-dir", str(tmp_path), "--save", str(blocker / "m.npz")]) == 2
+    assert "--save: cannot write into" in capsys.readouterr().err
+    path = _hourly_panel_csv(tmp_path / "long.csv")
+    assert main(["forecast", "--csv", str(path), "--time-column", "when", "--target",
+                 "sales", *QUICK, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--id-column" in err and "groupby" not in err and "fill=" not in err

@@ -5,48 +5,60 @@ Usage::
     tsrnn datasets
     tsrnn forecast --dataset seattle-temps --horizon 24
     tsrnn forecast --csv load.csv --time-column timestamp --target load --exog temperature
+    tsrnn forecast --csv sales.csv --id-column store --save model.npz
+    tsrnn predict --model model.npz --csv newer.csv
 
-``tsrnn forecast`` fits an :class:`~tsrnn.RNNForecaster` on the whole series and
-forecasts the next ``horizon`` steps with a prediction interval, backtests the same
-configuration (fitted once on the first ``--initial`` share of the rows, evaluated at
-every later origin) beside naive, seasonal-naive and ridge baselines, and writes into
+``tsrnn forecast`` fits an :class:`~tsrnn.RNNForecaster` on the whole series (or on
+every series of a long CSV with ``--id-column``: one global network) and forecasts the
+next ``horizon`` steps with a prediction interval, backtests the same configuration
+(fitted once on the first ``--initial`` share of the rows, evaluated at every later
+origin) beside naive, seasonal-naive and ridge baselines, and writes into
 ``--output-dir``:
 
-* ``<name>_forecast.csv``: the forecast (timestamp, point forecast, lower, upper);
+* ``<name>_forecast.csv``: the forecast (timestamp, point forecast, lower, upper; a
+  panel's in long format, with the id column first);
 * ``<name>_metrics.csv`` and ``<name>_backtest.csv``: the backtest table and every
   backtest forecast;
 * ``<name>_forecast.png`` and ``<name>_backtest_errors.png``: plots (with matplotlib).
 
-Results (metrics table, forecast, written paths) go to stdout; progress (stages, the
-network's epoch lines, the backtest's progress) to stderr, so ``tsrnn forecast ... >
-report.md`` keeps a clean report. Mistakes in the arguments or the data end with a
-one-line message on stderr and exit status 2.
+``--save MODEL`` also writes the fitted forecaster; ``tsrnn predict --model MODEL
+--csv NEWER.csv`` forecasts from newer observations with it, without refitting.
+
+Before fitting, the command checks that it can write every output; results (metrics
+table, forecast) are printed before the files are written, so an error at the end
+loses nothing. Results go to stdout (``--json``: one JSON document), progress to
+stderr (``--quiet``: nothing but errors), so ``tsrnn forecast ... > report.md`` keeps a
+clean report. Mistakes in the arguments or the data end with a one-line message on
+stderr, phrased in the command's own options, and exit status 2.
 
 Defaults: ``--max-iter 20`` epochs (early stopping may end sooner), ``--batch-size
-128``, LSTM with 32 hidden units, lookback three horizons, every backtest origin after
-the first 75% of the rows. ``tsrnn forecast --dataset seattle-temps --horizon 24`` (two
-fits of about 6500 and 8700 windows of 72 steps) takes about 15 s on two idle cores with
-the current kernels (about 0.3 s per epoch; shared, busy machines can be several times
-slower), leaving a wide margin under a two-minute budget. More epochs did not help
-there: backtest MAE 0.0688 / 0.0687 / 0.0693 / 0.0694 with 8 / 15 / 30 / 60 epochs,
-because the forecaster's linear highway carries most of the signal. Raise ``--max-iter``
-for harder series.
+128`` (at most the number of training windows), LSTM with 32 hidden units, lookback
+three horizons, every backtest origin after the first 75% of the rows. ``tsrnn forecast
+--dataset seattle-temps --horizon 24`` takes 15-70 s on two cores. Raise
+``--max-iter`` for harder series.
+
+The module imports only the standard library at import time, so ``tsrnn --help``
+answers at once; NumPy, pandas and the models load when a command runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
+import re
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import pandas as pd
 
 __all__ = ["CLIError", "build_parser", "default_horizon", "default_lookback", "main"]
 
@@ -72,6 +84,10 @@ MAX_DEFAULT_LOOKBACK = 168
 FALLBACK_HORIZON = 10
 #: Longest default horizon (weekly data would otherwise forecast a whole year).
 MAX_DEFAULT_HORIZON = 52
+#: Share of rows that --fill may add before the command warns that the time column
+#: may have been misread (or needs --freq).
+FILL_WARNING_SHARE = 0.05
+AGGREGATIONS = ("mean", "sum", "last", "first", "min", "max", "median")
 
 
 class CLIError(Exception):
@@ -121,7 +137,7 @@ def _number_type(convert: Callable[[str], Any], accept: Callable[[Any], bool],
 
 _positive_int = _number_type(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _number_type(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number_type(float, lambda v: v > 0 and np.isfinite(v), "a positive number")
+_positive_float = _number_type(float, lambda v: 0 < v < float("inf"), "a positive number")
 
 
 def _coverage(text: str) -> float | None:
@@ -164,17 +180,74 @@ def _column_list(text: str) -> list[str]:
     return names
 
 
+def _frequency(text: str) -> str:
+    from pandas.tseries.frequencies import to_offset
+
+    try:
+        to_offset(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a pandas frequency such as h, 30min, D, W, MS, QS; got {text!r}"
+        ) from None
+    return text
+
+
 # ---------------------------------------------------------------------------------------
 # Parser
 # ---------------------------------------------------------------------------------------
+def _add_source_options(parser: argparse.ArgumentParser, *, training: bool) -> None:
+    data = parser.add_argument_group("data")
+    source = data.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", metavar="NAME",
+                        help="a shipped dataset (see 'tsrnn datasets')")
+    source.add_argument("--csv", metavar="PATH", help="a CSV file with a time column")
+    data.add_argument("--time-column", metavar="COLUMN",
+                      help="timestamp column of the CSV (default: its first column)")
+    data.add_argument("--id-column", metavar="COLUMN",
+                      help="column naming the series of a long CSV with many series "
+                           "(one global network for all of them)")
+    data.add_argument("--date-format", metavar="FORMAT",
+                      help="strftime format of the time column, e.g. %%d/%%m/%%Y (default: "
+                           "inferred; ambiguous day/month dates are read the way that gives "
+                           "regular steps)")
+    data.add_argument("--dayfirst", action="store_true",
+                      help="read dates such as 01/02/1960 as 1 February")
+    data.add_argument("--freq", type=_frequency, metavar="FREQ",
+                      help="resample to this frequency (h, D, W, MS, ...) with --agg")
+    data.add_argument("--agg", choices=AGGREGATIONS, default="mean",
+                      help="how --freq combines the rows of a period")
+    if training:
+        data.add_argument("--target", metavar="COLUMN",
+                          help="column to forecast (default: the dataset's default target; "
+                               "for a CSV, its only numeric column)")
+        data.add_argument("--exog", type=_column_list, metavar="A,B",
+                          help="comma-separated past covariates (observed up to the "
+                               "forecast origin)")
+    data.add_argument("--fill", choices=("ffill", "interpolate"),
+                      help="repair missing timestamps and NaNs instead of stopping")
+
+
+def _add_output_options(group, *, default_dir: bool = True) -> None:
+    group.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR if default_dir else None,
+                       metavar="DIR", help="where the CSV and PNG files go (created if "
+                                           "needed)")
+    group.add_argument("--json", action="store_true",
+                       help="print the results as one JSON document instead of markdown")
+    group.add_argument("--quiet", action="store_true",
+                       help="print nothing but results and errors (no progress, no notes)")
+    group.add_argument("--traceback", action="store_true",
+                       help="show the full traceback of an error (for bug reports)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``tsrnn`` argument parser.
 
     Returns
     -------
     argparse.ArgumentParser
-        Parser with the sub-commands ``datasets`` and ``forecast``. Its ``error`` raises
-        an internal exception instead of exiting; :func:`main` turns it into exit status 2.
+        Parser with the sub-commands ``datasets``, ``forecast`` and ``predict``. Its
+        ``error`` raises an internal exception instead of exiting; :func:`main` turns it
+        into exit status 2.
     """
     from tsrnn import __version__
 
@@ -186,38 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>",
                                      parser_class=_ArgumentParser)
-    commands.required = True
 
     commands.add_parser("datasets", help="list the shipped datasets",
                         description="List the datasets shipped with tsrnn.")
 
     fc = commands.add_parser(
         "forecast",
-        help="fit, backtest against baselines and forecast a series",
+        help="fit, backtest against baselines and forecast a series (or many)",
         description=(
-            "Fit an RNNForecaster on a shipped dataset or a CSV file, forecast the next "
-            "HORIZON steps with a prediction interval, backtest it beside naive, "
-            "seasonal-naive and ridge baselines, and write the forecast (CSV) and plots "
-            "(PNG) to the output directory."
+            "Fit an RNNForecaster on a shipped dataset or a CSV file (one series, or many "
+            "with --id-column), forecast the next HORIZON steps with a prediction "
+            "interval, backtest it beside naive, seasonal-naive and ridge baselines, and "
+            "write the forecast (CSV) and plots (PNG) to the output directory."
         ),
         formatter_class=_HelpFormatter,
     )
-    data = fc.add_argument_group("data")
-    source = data.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", metavar="NAME",
-                        help="a shipped dataset (see 'tsrnn datasets')")
-    source.add_argument("--csv", metavar="PATH", help="a CSV file with a time column")
-    data.add_argument("--target", metavar="COLUMN",
-                      help="column to forecast (default: the dataset's default target; "
-                           "for a CSV, its only numeric column)")
-    data.add_argument("--time-column", metavar="COLUMN",
-                      help="timestamp column of the CSV (default: its first column)")
-    data.add_argument("--exog", type=_column_list, metavar="A,B",
-                      help="comma-separated past covariates (observed up to the forecast "
-                           "origin)")
-    data.add_argument("--fill", choices=("ffill", "interpolate"),
-                      help="repair missing timestamps and NaNs instead of stopping")
-
+    _add_source_options(fc, training=True)
     model = fc.add_argument_group("model")
     model.add_argument("--horizon", type=_positive_int,
                        help="steps to forecast (default: one season: 24 hourly, 7 daily, "
@@ -232,13 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--max-iter", type=_positive_int, default=DEFAULT_MAX_ITER,
                        help="training epochs (at most; early stopping may end sooner)")
     model.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
-                       help="minibatch size")
+                       help="minibatch size (at most the number of training windows)")
     model.add_argument("--learning-rate", type=_positive_float, default=None,
                        help="Adam step size (default: the forecaster's, 0.003)")
     model.add_argument("--coverage", type=_coverage, default=DEFAULT_COVERAGE,
                        help="prediction-interval coverage, or 'none' for no interval")
     model.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED,
                        help="random seed (same seed, same results)")
+    model.add_argument("--save", metavar="MODEL",
+                       help="also write the fitted forecaster here, for 'tsrnn predict'")
 
     bt = fc.add_argument_group("backtest")
     bt.add_argument("--initial", type=_initial, default=DEFAULT_INITIAL,
@@ -251,12 +310,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the backtest (one fit instead of two)")
 
     out = fc.add_argument_group("output")
-    out.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, metavar="DIR",
-                     help="where the CSV and PNG files go (created if needed)")
-    out.add_argument("--quiet", action="store_true",
-                     help="no progress output (results and paths are still printed)")
-    out.add_argument("--traceback", action="store_true",
-                     help="show the full traceback of an error (for bug reports)")
+    out.add_argument("--unit", metavar="TEXT",
+                     help="unit of the target for plot labels (default: the column name)")
+    out.add_argument("--series", metavar="ID",
+                     help="with --id-column: the series to plot (default: the first)")
+    _add_output_options(out)
+
+    pr = commands.add_parser(
+        "predict",
+        help="forecast with a saved model from newer data, without refitting",
+        description=(
+            "Load a forecaster written by 'tsrnn forecast --save' and forecast the steps "
+            "after the newer observations of a CSV file or dataset (the same columns and "
+            "frequency as in training, at least LOOKBACK rows per series)."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    pr.add_argument("--model", required=True, metavar="MODEL",
+                    help="a file written by 'tsrnn forecast --save'")
+    _add_source_options(pr, training=False)
+    pr.add_argument("--horizon", type=_positive_int,
+                    help="steps to forecast (default: the model's horizon)")
+    pr.add_argument("--coverage", type=_coverage, default=None,
+                    help="interval coverage for this forecast (default: the model's)")
+    _add_output_options(pr.add_argument_group("output"), default_dir=False)
     return parser
 
 
@@ -310,7 +387,7 @@ def default_lookback(horizon: int, n_rows: int) -> int:
 # ---------------------------------------------------------------------------------------
 @dataclass
 class _Console:
-    """Results to stdout, progress to stderr (silenced by --quiet)."""
+    """Results to stdout; progress and notes to stderr (silenced by --quiet)."""
 
     quiet: bool
     out: TextIO
@@ -324,23 +401,33 @@ class _Console:
             print(text, file=self.err, flush=True)
 
     def note(self, text: str) -> None:
-        print(f"{PROG}: {text}", file=self.err, flush=True)
+        if not self.quiet:
+            print(f"{PROG}: {text}", file=self.err, flush=True)
 
 
-def _format_time(stamp: pd.Timestamp, daily: bool) -> str:
+def _format_time(stamp, daily: bool) -> str:
+    import pandas as pd
+
+    if not isinstance(stamp, (pd.Timestamp,)):
+        return str(stamp)
     return stamp.strftime("%Y-%m-%d") if daily else stamp.strftime("%Y-%m-%d %H:%M")
 
 
-def _is_daily(index: pd.DatetimeIndex) -> bool:
+def _is_daily(index) -> bool:
+    import pandas as pd
+
+    if not isinstance(index, pd.DatetimeIndex):
+        return True
     return bool(len(index)) and bool((index == index.normalize()).all())
 
 
 @contextlib.contextmanager
 def _training_output(console: _Console):
     """Send the regressor's epoch lines (stdout) to stderr; collect warnings."""
+    sink = console.err if not console.quiet else io.StringIO()  # --quiet: dropped
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with contextlib.redirect_stdout(console.err):
+        with contextlib.redirect_stdout(sink):
             yield
     from sklearn.exceptions import ConvergenceWarning
 
@@ -350,15 +437,71 @@ def _training_output(console: _Console):
             continue  # reported once, in words, by the caller (see _max_iter_note)
         if issubclass(w.category, (DeprecationWarning, FutureWarning)):
             continue  # addressed to developers, not to users of the command
-        text = str(w.message)
+        text = _cli_words(str(w.message))
         if text not in seen:
             seen.add(text)
             console.note(f"warning: {text}")
 
 
+#: Python advice in library messages, and what to do on the command line instead.
+_ADVICE = [
+    (r"Pass fill='ffill' or fill='interpolate'(, or clean the data first)?",
+     "Pass --fill interpolate (or --fill ffill)"),
+    (r"pass fill='ffill' or fill='interpolate'", "pass --fill interpolate (or --fill ffill)"),
+    (r"RNNForecaster\.fit\(\.\.\., id_column=\.\.\.\) or tsrnn forecast --id-column",
+     "--id-column"),
+    (r"aggregate the duplicates, e\.g\. data\.groupby\(level=0\)\.mean\(\)",
+     "aggregate the duplicates with --freq STEP --agg mean"),
+    (r"Resample to a regular frequency first, e\.g\. data\.resample\('([^']*)'\)\.mean\(\)",
+     r"Resample to a regular frequency with --freq \1 (and --agg)"),
+    (r"Resample them to one frequency first\.", "Resample them with --freq."),
+    (r"Sort it first with data\.sort_index\(\)\.", "Sort the rows by time."),
+    (r"Trim the data, e\.g\. data\.dropna\(\)\.", "Remove those rows from the data."),
+    (r"or coverage=None and shrink_to_naive=False", "or --coverage none"),
+    (r"a smaller lookback/horizon", "a smaller --lookback/--horizon"),
+    (r"Increase 'validation_fraction' or the size of your dataset\.",
+     "Use a longer series or a smaller --lookback/--horizon."),
+    (r"with target=\.\.\.", "with --target"),
+]
+
+
+def _cli_words(message: str) -> str:
+    """A library message with its Python advice replaced by the command's options."""
+    for pattern, replacement in _ADVICE:
+        message = re.sub(pattern, replacement, message)
+    return message
+
+
 # ---------------------------------------------------------------------------------------
-# Commands
+# Data
 # ---------------------------------------------------------------------------------------
+@dataclass
+class _Data:
+    """What a command reads: one series indexed by time, or a long panel."""
+
+    frame: Any
+    target: str
+    name: str
+    source: str
+    exog: list = field(default_factory=list)
+    id_column: str | None = None
+    time_column: str | None = None
+
+    @property
+    def is_panel(self) -> bool:
+        return self.id_column is not None
+
+    def series(self):
+        """``{id: DataFrame indexed by time}`` (one entry, key None, for one series)."""
+        if not self.is_panel:
+            return {None: self.frame}
+        return {k: g.drop(columns=[self.id_column]).set_index(self.time_column)
+                for k, g in self.frame.groupby(self.id_column, sort=False)}
+
+    def longest_index(self):
+        return max((s.index for s in self.series().values()), key=len)
+
+
 def _cmd_datasets(args: argparse.Namespace, console: _Console) -> int:
     from tsrnn.datasets import list_datasets
 
@@ -393,7 +536,61 @@ def _cmd_datasets(args: argparse.Namespace, console: _Console) -> int:
     return 0
 
 
-def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
+def _parse_times(column, name: str, path: str, args, console: _Console):
+    """Timestamps of a CSV column: with --date-format or --dayfirst as given; else
+    inferred, and where day and month are ambiguous (both <= 12 in every row), the
+    reading that gives regular steps."""
+    import pandas as pd
+
+    from tsrnn import windowing
+
+    def parse(**kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
+            return pd.to_datetime(column, **kwargs)
+
+    if args.date_format is not None:
+        try:
+            return parse(format=args.date_format)
+        except (ValueError, TypeError) as exc:
+            raise CLIError(f"--date-format: column {name!r} of {path} does not match "
+                           f"{args.date_format!r} ({exc}).") from None
+    if args.dayfirst:
+        return parse(dayfirst=True)
+    stamps = parse()
+    text = column.astype(str)
+    fields = text.str.extract(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})")
+    if fields.notna().all().all() and len(text) > 2:
+        first, second = fields[0].astype(int), fields[1].astype(int)
+        if (first <= 12).all() and (second <= 12).all() and (first != second).any():
+            try:
+                swapped = parse(dayfirst=True)
+            except (ValueError, TypeError):
+                return stamps
+            regular = {}
+            for label, candidate in (("month-first", stamps), ("day-first", swapped)):
+                index = pd.DatetimeIndex(candidate).sort_values()
+                try:
+                    regular[label] = windowing._infer_offset(index) is not None
+                except ValueError:
+                    regular[label] = False
+            if regular["day-first"] and not regular["month-first"]:
+                console.note(f"note: read {name!r} day-first ({text.iloc[0]} as "
+                             f"{swapped.iloc[0]:%d %B %Y}), which gives regular steps; pass "
+                             "--date-format to say otherwise.")
+                return swapped
+            if regular["day-first"] and regular["month-first"]:
+                raise CLIError(
+                    f"--time-column: dates such as {text.iloc[0]!r} in {name!r} read both "
+                    "day-first and month-first; say which with --dayfirst or --date-format "
+                    "(e.g. %d/%m/%Y)."
+                )
+    return stamps
+
+
+def _load_csv(path: str, args, console: _Console):
+    import pandas as pd
+
     file = Path(path)
     if not file.is_file():
         raise CLIError(f"--csv: no such file: {path}")
@@ -406,6 +603,7 @@ def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
             f"--csv: {path} has {raw.shape[1]} column(s) {list(raw.columns)}; it needs a "
             "time column and at least one value column."
         )
+    time_column = args.time_column
     given = time_column
     if time_column is None:
         time_column = str(raw.columns[0])
@@ -422,16 +620,14 @@ def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
             f"timestamps{hint}"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
-            stamps = pd.to_datetime(column)
+        stamps = _parse_times(column, time_column, path, args, console)
     except (ValueError, TypeError) as exc:
         raise CLIError(
             f"--time-column: cannot read column {time_column!r} of {path} as timestamps "
-            f"({exc}){hint}"
+            f"({exc}){hint} Or give the format with --date-format."
         ) from None
     if stamps.isna().any():
-        k = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        k = int(stamps.isna().to_numpy().nonzero()[0][0])
         raise CLIError(
             f"--time-column: column {time_column!r} of {path} has an empty timestamp in data "
             f"row {k + 1}."
@@ -441,12 +637,16 @@ def _load_csv(path: str, time_column: str | None) -> pd.DataFrame:
     return frame
 
 
-def _numeric_columns(frame: pd.DataFrame) -> list[str]:
+def _numeric_columns(frame) -> list[str]:
+    import pandas as pd
+
     return [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
             and not pd.api.types.is_bool_dtype(frame[c])]
 
 
-def _check_columns(frame: pd.DataFrame, names: list[str], option: str, source: str) -> None:
+def _check_columns(frame, names: list[str], option: str, source: str) -> None:
+    import pandas as pd
+
     columns = list(map(str, frame.columns))
     for name in names:
         if name not in frame.columns:
@@ -461,57 +661,90 @@ def _check_columns(frame: pd.DataFrame, names: list[str], option: str, source: s
             )
 
 
-def _fill_frame(frame: pd.DataFrame, fill: str) -> pd.DataFrame:
-    """Reindex to the regular grid and fill NaNs, with make_windows' own rules."""
+def _prepared_series(frame, args, console: _Console, where: str):
+    """One series' frame: sorted, resampled (--freq), filled (--fill)."""
+    import numpy as np
+    import pandas as pd
+
     from tsrnn.windowing import make_windows
 
-    columns = list(frame.columns)
-    windows = make_windows(frame, 1, 0, features=columns, fill=fill)
-    return pd.DataFrame(windows.X[:, 0, :], index=windows.index, columns=columns)
+    if not frame.index.is_monotonic_increasing:
+        console.note(f"note: sorted the rows of {where} by time.")
+        frame = frame.sort_index(kind="stable")
+    if args.freq is not None:
+        frame = frame.resample(args.freq).agg(args.agg)
+    if args.fill is not None:
+        before = int(frame.notna().all(axis=1).sum())  # rows that need no filling
+        columns = list(frame.columns)
+        windows = make_windows(frame, 1, 0, features=columns, fill=args.fill)
+        frame = pd.DataFrame(windows.X[:, 0, :], index=windows.index, columns=columns)
+        added = len(frame) - before
+        if added > FILL_WARNING_SHARE * max(before, 1):
+            console.note(
+                f"warning: --fill {args.fill} filled {added} rows beside the {before} complete "
+                f"ones of {where} ({added / max(before, 1):.0%} invented); check how the time column was read "
+                "(--date-format, --dayfirst) or aggregate with --freq."
+            )
+    return frame.astype(np.float64)
 
 
-def _load_data(args: argparse.Namespace, console: _Console) -> tuple[pd.DataFrame, str, str]:
-    """The frame (target + exog columns), the target and a name for the output files."""
+def _load_data(args: argparse.Namespace, console: _Console, *, target=None,
+               exog=()) -> _Data:
+    """The data of a command: target and covariate columns, validated and prepared."""
+    import pandas as pd
+
+    id_column = args.id_column
+    time_column = None
     if args.dataset is not None:
-        from tsrnn.datasets import default_target, load_dataset
+        from tsrnn import datasets
 
         try:
-            frame = load_dataset(args.dataset)
-            target = args.target or default_target(args.dataset)
+            frame = datasets.load_dataset(args.dataset)
+            target = target or datasets.default_target(args.dataset)
         except ValueError as exc:
             raise CLIError(f"--dataset: {exc} See '{PROG} datasets'.") from None
         name = args.dataset.strip().lower().replace("_", "-")
         source = f"dataset {name!r}"
         if args.time_column is not None:
             raise CLIError("--time-column applies to --csv input only.")
+        if "unique_id" in frame.columns and "ds" in frame.columns:  # a shipped panel
+            id_column = id_column or "unique_id"
+            frame = frame.set_index("ds")
     else:
-        frame = _load_csv(args.csv, args.time_column)
+        frame = _load_csv(args.csv, args, console)
         name = Path(args.csv).stem
         source = args.csv
-        if args.target is not None:
-            target = args.target
-        else:
-            numeric = _numeric_columns(frame)
-            if len(numeric) != 1:
-                raise CLIError(
-                    f"--target: {source} has {len(numeric)} numeric columns {numeric}; say "
-                    "which one to forecast with --target."
-                )
-            target = numeric[0]
-    exog = list(args.exog or [])
+    if id_column is not None and id_column not in frame.columns:
+        raise CLIError(f"--id-column: {id_column!r} is not a column of {source}; its "
+                       f"columns are {list(map(str, frame.columns))}.")
+    if target is None:
+        numeric = [c for c in _numeric_columns(frame) if c != id_column]
+        if len(numeric) != 1:
+            raise CLIError(
+                f"--target: {source} has {len(numeric)} numeric columns {numeric}; say "
+                "which one to forecast with --target."
+            )
+        target = numeric[0]
+    exog = list(exog)
     _check_columns(frame, [target], "--target", source)
     _check_columns(frame, exog, "--exog", source)
     if target in exog:
         raise CLIError(f"--exog: the target {target!r} cannot also be a covariate.")
     if len(set(exog)) != len(exog):
         raise CLIError(f"--exog: a column is listed twice in {exog}.")
-    frame = frame[[target, *exog]].astype(np.float64)
-    if not frame.index.is_monotonic_increasing:
-        console.note(f"note: sorted the rows of {source} by time.")
-        frame = frame.sort_index(kind="stable")
-    if args.fill is not None:
-        frame = _fill_frame(frame, args.fill)
-    return frame, target, name
+    columns = [target, *exog]
+    if id_column is None:
+        frame = _prepared_series(frame[columns], args, console, source)
+        return _Data(frame, target, name, source, exog)
+    time_column = frame.index.name or "ds"
+    parts = []
+    for key, group in frame.groupby(id_column, sort=False):
+        part = _prepared_series(group[columns], args, console, f"series {key!r} of {source}")
+        part = part.reset_index(names=time_column)
+        part.insert(0, id_column, key)
+        parts.append(part)
+    frame = pd.concat(parts, ignore_index=True)
+    return _Data(frame, target, name, source, exog, id_column, time_column)
 
 
 def _max_iter_note(console: _Console, forecaster: Any, stage: str) -> None:
@@ -523,12 +756,27 @@ def _max_iter_note(console: _Console, forecaster: Any, stage: str) -> None:
         )
 
 
+def _writable(folder: Path, option: str) -> None:
+    """Create ``folder`` and prove a file can be written in it, before any work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tsrnn-write-check-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{option}: cannot write into {folder}: "
+                       f"{exc.strerror or exc}.") from None
+
+
+# ---------------------------------------------------------------------------------------
+# forecast
+# ---------------------------------------------------------------------------------------
 def _cmd_forecast(args: argparse.Namespace, console: _Console) -> int:
     from tsrnn.forecasting import RNNForecaster, backtest, seasonal_period
 
-    frame, target, name = _load_data(args, console)
-    n_rows = len(frame)
-    horizon = args.horizon if args.horizon is not None else default_horizon(frame.index)
+    data = _load_data(args, console, target=args.target, exog=args.exog or [])
+    index = data.longest_index()
+    n_rows = len(index)
+    horizon = args.horizon if args.horizon is not None else default_horizon(index)
     lookback = (args.lookback if args.lookback is not None
                 else default_lookback(horizon, n_rows))
     if lookback + horizon + 2 > n_rows:
@@ -537,13 +785,20 @@ def _cmd_forecast(args: argparse.Namespace, console: _Console) -> int:
             f"{lookback + horizon + 2} rows; the data have {n_rows}. Use a shorter lookback "
             "or horizon."
         )
-    daily = _is_daily(frame.index)
-    exog = list(args.exog or [])
+    output_dir = Path(args.output_dir)
+    _writable(output_dir, "--output-dir")
+    if args.save is not None:
+        _writable(Path(args.save).resolve().parent, "--save")
+    plot_series = _plot_series(args, data)
+
+    daily = _is_daily(index)
+    series_text = (f", {data.frame[data.id_column].nunique()} series (--id-column "
+                   f"{data.id_column!r})" if data.is_panel else "")
     console.progress(
-        f"{PROG} forecast: {name}, target {target!r}"
-        + (f", past covariates {exog}" if exog else "")
-        + f", {n_rows} rows {_format_time(frame.index[0], daily)} .. "
-          f"{_format_time(frame.index[-1], daily)}"
+        f"{PROG} forecast: {data.name}, target {data.target!r}"
+        + (f", past covariates {data.exog}" if data.exog else "") + series_text
+        + f", {len(data.frame)} rows {_format_time(index[0], daily)} .. "
+          f"{_format_time(index[-1], daily)}"
     )
     console.progress(
         f"model: {args.cell} hidden_size={args.hidden_size}, lookback={lookback}, "
@@ -556,11 +811,8 @@ def _cmd_forecast(args: argparse.Namespace, console: _Console) -> int:
         learning_rate_init=args.learning_rate, coverage=args.coverage,
         random_state=args.seed, verbose=0 if args.quiet else 1,
     )
-    output_dir = Path(args.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"--output-dir: cannot create {output_dir}: {exc.strerror}.") from None
+    panel_kw = (dict(id_column=data.id_column, time_column=data.time_column)
+                if data.is_panel else {})
     n_stages = 2 if args.no_backtest else 3
     stage = 1
 
@@ -577,8 +829,9 @@ def _cmd_forecast(args: argparse.Namespace, console: _Console) -> int:
                 "--no-backtest."
             )
         console.progress(
-            f"[{stage}/{n_stages}] backtest: fitting on the first {n_initial} rows, then "
-            f"forecasting every {horizon} steps after them"
+            f"[{stage}/{n_stages}] backtest: fitting on the first {n_initial} rows"
+            + (" of each series" if data.is_panel else "")
+            + f", then forecasting every {horizon} steps after them"
         )
         started = time.perf_counter()
 
@@ -587,16 +840,17 @@ def _cmd_forecast(args: argparse.Namespace, console: _Console) -> int:
                              f"({time.perf_counter() - started:.1f} s)")
 
         with _training_output(console):
-            result = backtest(forecaster, frame, target=target, exog=exog or None,
-                              initial=args.initial, refit=False,
-                              max_origins=args.backtest_origins, progress=progress)
+            result = backtest(forecaster, data.frame, target=data.target,
+                              exog=data.exog or None, initial=args.initial, refit=False,
+                              max_origins=args.backtest_origins, progress=progress,
+                              **panel_kw)
         stage += 1
 
     # --- final fit and forecast ----------------------------------------------------
-    console.progress(f"[{stage}/{n_stages}] fitting on all {n_rows} rows")
+    console.progress(f"[{stage}/{n_stages}] fitting on all {len(data.frame)} rows")
     started = time.perf_counter()
     with _training_output(console):
-        forecaster.fit(frame, target=target, exog=exog or None)
+        forecaster.fit(data.frame, target=data.target, exog=data.exog or None, **panel_kw)
     console.progress(f"  fitted in {time.perf_counter() - started:.1f} s "
                      f"({forecaster.regressor_.n_iter_} epochs, "
                      f"{forecaster.n_training_windows_} training windows)")
@@ -604,72 +858,198 @@ def _cmd_forecast(args: argparse.Namespace, console: _Console) -> int:
     forecast = forecaster.predict()
     stage += 1
 
-    # --- outputs -------------------------------------------------------------------
+    # --- results first, then files ---------------------------------------------------
+    if args.json:
+        console.result(json.dumps(_json_report(data, forecast, result, horizon,
+                                               args.coverage), indent=2, default=str))
+    else:
+        _print_report(console, data, forecast, result, horizon, args.coverage,
+                      seasonal_period(index), daily)
     console.progress(f"[{stage}/{n_stages}] writing results to {output_dir}")
-    written = _write_outputs(output_dir, name, frame, forecast, result, target, lookback,
-                             horizon, console)
+    written = _write_outputs(output_dir, data, forecast, result, lookback, horizon,
+                             console, unit=args.unit, plot_series=plot_series)
+    if args.save is not None:
+        forecaster.save(args.save)
+        written.append(str(args.save))
+    _print_written(console, written, args.json)
+    return 0
 
+
+def _plot_series(args, data: _Data):
+    """The id of the series to plot (panels), checked before any work."""
+    if not data.is_panel:
+        if args.series is not None:
+            raise CLIError("--series picks a series of a panel; the data are one series "
+                           "(use --id-column for a long CSV).")
+        return None
+    ids = list(data.frame[data.id_column].unique())
+    if args.series is None:
+        return ids[0]
+    for series_id in ids:
+        if str(series_id) == args.series:
+            return series_id
+    raise CLIError(f"--series: {args.series!r} is not a series of {data.source}; the ids "
+                   f"are {ids[:10]}{' ...' if len(ids) > 10 else ''}.")
+
+
+def _print_report(console, data, forecast, result, horizon, coverage, season, daily):
     if result is not None:
-        season = seasonal_period(frame.index)
         console.result(
-            f"## Backtest: {name}, {target!r}, {result.forecasts['origin'].nunique()} "
-            f"origins x {horizon} steps (seasonal naive: season {season})"
+            f"## Backtest: {data.name}, {data.target!r}, {result.n_origins} forecasts x "
+            f"{horizon} steps (seasonal naive: season {season})"
         )
         console.result()
         console.result(result.to_markdown())
         console.result()
-        if result.interval_hit_rate is not None and args.coverage is not None:
+        if result.interval_hit_rate is not None and coverage is not None:
+            n_values = result.n_origins * horizon
             console.result(
-                f"Prediction interval: {result.interval_hit_rate:.1%} of actual values inside "
-                f"(nominal {args.coverage:.0%})."
+                f"Prediction interval: {result.interval_hit_rate:.1%} of {n_values} actual "
+                f"values inside (nominal {coverage:.0%})"
+                + ("; too few values to judge the coverage." if n_values < 100 else ".")
             )
         console.result(f"Backtest time: {result.seconds:.1f} s.")
         console.result()
-    console.result(f"## Forecast: {target!r}, {horizon} steps after "
-                   f"{_format_time(frame.index[-1], daily)}")
+    last = data.longest_index()[-1]
+    console.result(f"## Forecast: {data.target!r}, {horizon} steps after "
+                   f"{_format_time(last, daily)}")
     console.result()
     console.result(forecast.to_string(float_format=lambda v: f"{v:.6g}"))
     console.result()
+
+
+def _json_report(data, forecast, result, horizon, coverage) -> dict:
+    import math
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    records = (forecast.reset_index() if not data.is_panel else forecast).to_dict("records")
+    report = {"target": data.target, "horizon": horizon,
+              "forecast": [{k: clean(v) for k, v in r.items()} for r in records]}
+    if result is not None:
+        report["backtest"] = {
+            "origins": result.n_origins, "series": result.n_series,
+            "metrics": {model: {m: clean(float(v)) for m, v in row.items()}
+                        for model, row in result.overall.iterrows()},
+            "winners": result.winners(),
+            "interval_coverage": coverage,
+            "interval_hit_rate": result.interval_hit_rate,
+            "seconds": result.seconds,
+        }
+    return report
+
+
+def _print_written(console, written, as_json: bool) -> None:
+    if as_json:
+        for path in written:
+            console.progress(f"  wrote {path}")
+        return
     console.result("Wrote:")
     for path in written:
         console.result(f"  {path}")
-    return 0
 
 
-def _write_outputs(output_dir: Path, name: str, frame: pd.DataFrame, forecast: pd.DataFrame,
-                   result: Any, target: str, lookback: int, horizon: int,
-                   console: _Console) -> list[str]:
-    index_label = frame.index.name or "timestamp"
+def _write_outputs(output_dir: Path, data: _Data, forecast, result, lookback: int,
+                   horizon: int, console: _Console, *, unit=None,
+                   plot_series=None) -> list[str]:
     written = []
-    path = output_dir / f"{name}_forecast.csv"
-    forecast.to_csv(path, index_label=index_label)
+    path = output_dir / f"{data.name}_forecast.csv"
+    if data.is_panel:
+        forecast.to_csv(path, index=False)
+    else:
+        forecast.to_csv(path, index_label=data.frame.index.name or "timestamp")
     written.append(str(path))
     if result is not None:
-        path = output_dir / f"{name}_metrics.csv"
+        path = output_dir / f"{data.name}_metrics.csv"
         result.overall.to_csv(path, index_label="model")
         written.append(str(path))
-        path = output_dir / f"{name}_backtest.csv"
+        path = output_dir / f"{data.name}_backtest.csv"
         result.forecasts.to_csv(path, index=False)
         written.append(str(path))
     try:
-        from tsrnn import plotting
-
-        fig, ax = plotting.new_figure()
-        plotting.plot_forecast(frame[[target]], forecast, target=target, ax=ax,
-                               last=max(2 * lookback, 5 * horizon))
-        ax.set_title(f"{name}: {target}, {horizon}-step forecast")
-        path = output_dir / f"{name}_forecast.png"
-        written.append(plotting.save_figure(fig, path))
-        if result is not None:
-            fig, ax = plotting.new_figure()
-            plotting.plot_backtest_errors(result, ax=ax)
-            ax.set_title(f"{name}: backtest error by forecast step "
-                         f"({result.forecasts['origin'].nunique()} origins)")
-            path = output_dir / f"{name}_backtest_errors.png"
-            written.append(plotting.save_figure(fig, path))
+        written += _plots(output_dir, data, forecast, result, lookback, horizon, unit,
+                          plot_series)
     except ImportError as exc:
         console.note(f"plots skipped: {exc}")
     return written
+
+
+def _plots(output_dir, data, forecast, result, lookback, horizon, unit, plot_series):
+    from tsrnn import plotting
+
+    target = data.target
+    history, shown = data.frame, forecast
+    title = f"{data.name}: {target}"
+    if data.is_panel:
+        history = data.series()[plot_series]
+        shown = forecast[forecast[data.id_column] == plot_series].set_index(
+            data.time_column).drop(columns=[data.id_column])
+        title += f", series {plot_series}"
+    written = []
+    fig, ax = plotting.new_figure()
+    plotting.plot_forecast(history[[target]], shown, target=target, ax=ax,
+                           last=max(2 * lookback, 5 * horizon))
+    ax.set_title(f"{title}, {horizon}-step forecast")
+    if unit is not None:
+        ax.set_ylabel(f"{target} ({unit})")
+    written.append(plotting.save_figure(fig, output_dir / f"{data.name}_forecast.png"))
+    if result is not None:
+        fig, ax = plotting.new_figure()
+        plotting.plot_backtest_errors(result, ax=ax)
+        ax.set_title(f"{data.name}: backtest error by forecast step "
+                     f"({result.n_origins} forecasts)")
+        written.append(plotting.save_figure(fig, output_dir /
+                                            f"{data.name}_backtest_errors.png"))
+    return written
+
+
+# ---------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------
+def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
+    from tsrnn.forecasting import RNNForecaster
+
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise CLIError(f"--model: no such file: {args.model}")
+    try:
+        forecaster = RNNForecaster.load(model_path)
+    except ValueError as exc:
+        raise CLIError(f"--model: {exc}") from None
+    if args.id_column is None and forecaster.is_panel_:
+        args.id_column = forecaster._history.id_column
+    data = _load_data(args, console, target=forecaster.target_,
+                      exog=forecaster.exog_ + forecaster.future_covariates_)
+    if forecaster.is_panel_ != data.is_panel:
+        kind = "many series" if forecaster.is_panel_ else "one series"
+        raise CLIError(f"--model: {args.model} was fitted on {kind}; give the data the same "
+                       "way (--id-column for a long CSV).")
+    if args.output_dir is not None:
+        _writable(Path(args.output_dir), "--output-dir")
+    history = data.frame
+    if data.is_panel:
+        history = history.rename(columns={data.id_column: forecaster._history.id_column,
+                                          data.time_column: forecaster._history.time_column})
+    forecast = forecaster.predict(horizon=args.horizon, history=history,
+                                  coverage=args.coverage)
+    horizon = args.horizon or forecaster.horizon
+    if args.json:
+        console.result(json.dumps(_json_report(data, forecast, None, horizon, None),
+                                  indent=2, default=str))
+    else:
+        _print_report(console, data, forecast, None, horizon, None, None,
+                      _is_daily(data.longest_index()))
+    if args.output_dir is not None:
+        path = Path(args.output_dir) / f"{data.name}_forecast.csv"
+        if data.is_panel:
+            forecast.to_csv(path, index=False)
+        else:
+            forecast.to_csv(path, index_label=data.frame.index.name or "timestamp")
+        _print_written(console, [str(path)], args.json)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -678,6 +1058,7 @@ def _write_outputs(output_dir: Path, name: str, frame: pd.DataFrame, forecast: p
 _COMMANDS: dict[str, Callable[[argparse.Namespace, _Console], int]] = {
     "datasets": _cmd_datasets,
     "forecast": _cmd_forecast,
+    "predict": _cmd_predict,
 }
 
 
@@ -692,17 +1073,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 2 for a mistake in the arguments or the input data
-        (with a one-line message on stderr, no traceback), 130 after Ctrl-C.
+        Exit status: 0 on success (and for ``--help``, or no command, which prints the
+        help), 2 for a mistake in the arguments or the input data (with a one-line
+        message on stderr, no traceback), 130 after Ctrl-C.
 
     Examples
     --------
-    From a shell::
+    From a shell (``python -m tsrnn`` is the same command)::
 
         tsrnn datasets
         tsrnn forecast --dataset seattle-temps --horizon 24
-        tsrnn forecast --dataset sp500 --horizon 5 --output-dir sp500-out
-        python -m tsrnn forecast --csv data.csv --time-column date --target sales
+        tsrnn forecast --dataset sp500 --horizon 5 --output-dir sp500-out --save sp500.npz
+        tsrnn predict --model sp500.npz --csv newer.csv --time-column date
     """
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -714,6 +1096,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # --help, --version
         return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help(sys.stdout)
+        return 0
     console = _Console(quiet=getattr(args, "quiet", False), out=sys.stdout, err=sys.stderr)
     prog = f"{PROG} {args.command}"
     try:
@@ -725,20 +1110,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except ValueError as exc:
-        # Raised by tsrnn on data it cannot use (gaps, NaNs, too few rows, ...). Other
-        # exceptions (TypeError included: the command builds every argument itself) are
-        # bugs and keep their traceback.
-        if getattr(args, "traceback", False):
+    except (ValueError, TypeError) as exc:
+        # Raised by tsrnn on data it cannot use (gaps, NaNs, too few rows, columns of
+        # the wrong type, ...). Other exceptions are bugs and keep their traceback.
+        if getattr(args, "traceback", False) or not _is_data_error(exc):
             raise
-        message = str(exc)
-        if "fill=" in message:
-            message += " On the command line: --fill interpolate (or --fill ffill)."
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {_cli_words(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """Whether ``exc`` reports a problem with the input (raised inside tsrnn with a
+    message for users) rather than a bug: every ValueError, and TypeErrors raised by
+    tsrnn's own checks."""
+    if isinstance(exc, ValueError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "tsrnn" in tb.tb_frame.f_code.co_filename
 
 
 if __name__ == "__main__":  # pragma: no cover

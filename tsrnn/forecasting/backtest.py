@@ -130,8 +130,10 @@ class BacktestResult:
     def caption(self) -> str:
         """One sentence on what the table rests on."""
         n = self.n_origins
-        series = f" of {self.n_series} series" if self.n_series > 1 else ""
-        text = f"{n} forecast origin{'s' if n != 1 else ''}{series}"
+        if self.n_series > 1:
+            text = f"{n} forecasts (origins of {self.n_series} series)"
+        else:
+            text = f"{n} forecast origin{'s' if n != 1 else ''}"
         if n < MIN_ORIGINS_FOR_A_WINNER:
             return (f"{text}: too few to tell models apart (at least "
                     f"{MIN_ORIGINS_FOR_A_WINNER} are needed); no winner is marked.")

@@ -37,6 +37,7 @@ trained by SGD approximates poorly, the network adds the non-linear rest.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -187,7 +188,8 @@ class RNNForecaster(BaseEstimator):
         forecasts only the series it was fitted on).
     cell, hidden_size, num_layers, max_iter, learning_rate_init, batch_size, early_stopping
         Passed to :class:`~tsrnn.RNNRegressor` (defaults tuned for forecasting:
-        see ``REGRESSOR_DEFAULTS``); None keeps the forecaster default.
+        see ``REGRESSOR_DEFAULTS``); None keeps the forecaster default. A batch size
+        larger than the training windows is reduced to them.
     random_state : int, RandomState or None, default=None
     verbose : bool or int, default=False
     regressor_params : dict, optional
@@ -460,6 +462,10 @@ class RNNForecaster(BaseEstimator):
         highway = self._fit_highway(source, train, mode) if self.highway else None
         X, y = source.training_arrays(train, mode, highway)
         regressor = self._regressor()
+        n_fit = len(X) - (math.ceil(regressor.validation_fraction * len(X))
+                          if regressor.early_stopping else 0)
+        if regressor.batch_size != "auto" and regressor.batch_size > n_fit:
+            regressor.set_params(batch_size=max(1, n_fit))  # small data: one batch
         regressor.fit(X, y)
         residuals = weights = None
         if len(cal):
