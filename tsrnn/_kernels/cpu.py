@@ -1406,7 +1406,7 @@ def stack_forward(cell, x, layers, h0=None, c0=None, window=None, masks=None,
     K = T if window is None else max(1, min(int(window), T))
     per = train_chunk_rows(B, H) if chunk_rows is None else int(chunk_rows)
     nc = -(-B // per)
-    A, AT, a_off = _product_matrices(cell, layers, dtype)
+    A, AT, a_off = product_matrices(cell, layers, dtype)
     Ka = H + 1 + max(F, H if L > 1 else 0)
     S = np.empty((nc, L, K + 3, Ka * per), dtype=dtype)
     Z = np.empty((nc, L, K + 1, Gz * H * per), dtype=dtype)
@@ -1562,9 +1562,10 @@ def layer_backward(cell, cache, dh_out, need_dx=True):
     return (dx,) + grads[0] + (dh_start[0], dc_start[0])
 
 
-def _product_matrices(cell, layers, dtype):
-    """Every layer's :func:`_product_matrix` flat in one array, the same transposed
-    (each layer's (Ka, G'*H) at the same offset), and the offsets."""
+def product_matrices(cell, layers, dtype):
+    """``(A, AT, offsets)``: every layer's :func:`_product_matrix` flat in one array,
+    the same transposed (each layer's (Ka, G'*H) at the same offset), and the layers'
+    offsets (int64), as the kernels take them."""
     mats = [_product_matrix(cell, *layer, dtype) for layer in layers]
     offsets = np.cumsum([0] + [m.size for m in mats[:-1]]).astype(np.int64)
     A = np.concatenate([m.reshape(-1) for m in mats])
@@ -1597,7 +1598,8 @@ def _product_matrix(cell, w_ih, w_hh, b_ih, b_hh, dtype):
     return A
 
 
-def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None):
+def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None,
+                  matrices=None):
     """Predictions of a stack of recurrent layers with a linear head on the last step.
 
     Parameters
@@ -1613,14 +1615,19 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     n_chunks : int
         Chunks of a batch that run in parallel, at most (multiples of ROW_BLOCK rows).
     use_blas : bool or None
+    matrices : tuple, optional
+        ``product_matrices(cell, layers, X.dtype)`` of these layers, if the caller
+        keeps them between calls.
 
     Returns
     -------
     (N, O) array
 
-    Results do not depend on ``n_chunks``, the thread count or ``batch_size``, and the
-    hidden states are :func:`stack_forward`'s bit for bit. One kernel call for all
-    batches, one parallel region (see :func:`_stack_predict`).
+    A row's result depends on its own inputs only: not on ``n_chunks``, the thread
+    count, ``batch_size``, the other rows or its position (nor on the CPU's vector
+    width or BLAS), and the hidden states are :func:`stack_forward`'s bit for bit. One
+    kernel call for all batches: one parallel region, or none for batches of one
+    chunk (see :func:`_stack_predict`).
     """
     dtype = X.dtype
     X = np.ascontiguousarray(X)
@@ -1640,7 +1647,8 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     per = {b: int(_infer_chunk_rows(b, n_chunks)) for b in sizes}
     slots = max(-(-b // per[b]) for b in sizes)
     R = max(per.values())
-    A, AT, a_offsets = _product_matrices(cell, layers, dtype)
+    A, AT, a_offsets = (product_matrices(cell, layers, dtype) if matrices is None
+                        else matrices)
     Ka = H + 1 + max(F, H if L > 1 else 0)
     ws_b = np.empty((slots, L, 2, Ka * R), dtype=dtype)
     ws_c = np.empty((slots, L, 2, H * R if cell == LSTM else 1), dtype=dtype)
