@@ -1,6 +1,7 @@
 """CPU kernels, one layer at a time: forward vs the NumPy reference, BPTT vs finite
-differences, truncation, determinism across runs, chunkings and the Numba cache, BLAS vs
-fused loops.
+differences, truncation, the fixed-order products, determinism across runs, chunkings
+and the Numba cache, fast products vs plain loops. (Other OpenBLAS core types and AVX2
+code: tests/test_portability.py.)
 
 Shapes are tiny and every test reuses the same two compiled specialisations
 (float32, float64) of the kernels, so the file's cost is mostly one compile (plus one in
@@ -115,6 +116,65 @@ def test_float32_activations_accuracy_and_range():
     assert np.isnan(t[0]) and np.isnan(s[0])  # divergence must stay visible
     np.testing.assert_array_equal(t[1:], [1, -1])
     np.testing.assert_array_equal(s[1:], [1, 0])
+
+
+# ----------------------------------------------------------------------------
+# fixed-order products
+# ----------------------------------------------------------------------------
+
+
+def _sequential_fma_product():
+    """Z = A @ S one element at a time, acc = fma(A[i, q], S[q, c], acc) for q in order:
+    scalar code, the definition the tiled products must meet bit for bit."""
+    from numba import njit
+
+    @njit
+    def product(A, S, Z, accumulate):
+        m, k = A.shape
+        n = S.shape[1]
+        for i in range(m):
+            for c in range(n):
+                acc = Z[i, c] if accumulate else Z[i, c] - Z[i, c]
+                for q in range(k):
+                    acc = cpu._fma(A[i, q], S[q, c], acc)
+                Z[i, c] = acc
+
+    return product
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fixed_products_sum_every_element_in_one_order(dtype):
+    """_gemm_fixed (vector tiles, row and column remainders, accumulation into Z,
+    offsets and leading dimensions) and _gemv_fixed (one column, A transposed) give
+    every element the bits of one fused multiply-add chain over k, whatever the shape."""
+    reference = _sequential_fma_product()
+    rng = np.random.default_rng(30)
+    for m, n, k in [(1, 1, 1), (3, 5, 7), (128, 32, 34), (13, 47, 9), (9, 33, 5),
+                    (16, 1, 20), (34, 64, 128), (257, 48, 13)]:
+        A = rng.standard_normal((m, k)).astype(dtype)
+        S = rng.standard_normal((k, n)).astype(dtype)
+        Z0 = rng.standard_normal((m, n)).astype(dtype)
+        for accumulate in (False, True):
+            want = Z0.copy()
+            reference(A, S, want, accumulate)
+            # inside larger buffers: offsets and leading dimensions
+            big_a = np.zeros((m, k + 3), dtype)
+            big_a[:, 2:2 + k] = A
+            big_s = np.zeros((k, n + 5), dtype)
+            big_s[:, 1:1 + n] = S
+            big_z = np.full((m + 1, n + 2), np.nan, dtype)
+            big_z[1:, 2:] = Z0
+            cpu._gemm_fixed(m, n, k, big_a.reshape(-1), 2, k + 3, big_s.reshape(-1), 1,
+                            n + 5, big_z.reshape(-1), n + 2 + 2, n + 2, accumulate)
+            np.testing.assert_array_equal(big_z[1:, 2:], want)
+            assert np.isnan(big_z[0]).all() and np.isnan(big_z[1:, :2]).all()
+        AT = np.ascontiguousarray(A.T).reshape(-1)
+        want = np.zeros((m, n), dtype)
+        reference(A, S, want, False)
+        for c in range(n):
+            z = np.full(m + 2, np.nan, dtype)
+            cpu._gemv_fixed(m, k, AT, 0, m, np.ascontiguousarray(S[:, c]), 0, 1, z, 1)
+            np.testing.assert_array_equal(z[1:-1], want[:, c])
 
 
 # ----------------------------------------------------------------------------
@@ -385,18 +445,22 @@ def test_stack_predict_matches_layer_forward(cell, nl, code, dtype):
 @pytest.mark.parametrize("code,H,F", [(cpu.LSTM, 32, 1), (cpu.LSTM, 256, 16),
                                       (cpu.GRU, 64, 8), (cpu.RNN_TANH, 128, 4)])
 def test_stack_predict_benchmark_shapes_independent_of_chunking(code, H, F, dtype):
-    """At the benchmark's hidden sizes, chunks of 2 to 70 rows (BLAS kernels for wide,
-    narrow and ragged products) give the same bits as the training forward."""
+    """At the benchmark's hidden sizes, chunks of 2 to 70 rows (whole and half vector
+    tiles, padding) and single rows (the one-column product, no parallel region) give
+    the same bits as the training forward."""
     rng = np.random.default_rng(23)
     X = rng.standard_normal((70, 3, F)).astype(dtype)
     layers = [make_layer(code, F, H, dtype=dtype, seed=3)]
     eye = np.eye(H, dtype=dtype)
     zero = np.zeros(H, dtype=dtype)
     outs = [cpu.stack_predict(code, X, layers, eye, zero, b, n_chunks=n)
-            for b, n in [(70, 1), (70, 2), (64, 4), (13, 3), (70, 35), (35, 2)]]
+            for b, n in [(70, 1), (70, 2), (64, 4), (13, 3), (70, 35), (35, 2), (1, 1)]]
+    outs.append(np.concatenate([cpu.stack_predict(code, X[i:i + 1], layers, eye, zero, 1)
+                                for i in (0, 37, 69)]))
     expected = stack_states(code, X, layers)
-    for out in outs:
+    for out in outs[:-1]:
         np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(outs[-1], expected[[0, 37, 69]])
 
 
 def test_stack_predict_last_batch_with_more_chunks():

@@ -121,7 +121,8 @@ MIN_INFER_CHUNK_ROWS = 32
 
 def _n_chunks(batch_size: int, hidden_size: int) -> int:
     """Batch chunks of the inference kernel, at least MIN_INFER_CHUNK_ROWS rows each.
-    Results do not depend on it.
+    Results do not depend on it (so it may follow the thread count); a batch of one
+    chunk runs without a parallel region.
 
     Two per thread below H = 256 (scheduled dynamically, a thread slowed by another
     process on a shared machine hands work over); one per thread from H = 256, where
@@ -148,21 +149,40 @@ def _dropout_mask(rng, shape, dropout, dtype):
     return (rng.random(shape) >= dropout).astype(dtype) / dtype.type(1 - dropout)
 
 
+#: The product matrices of the last model predicted with: (key, copy of its flat
+#: parameters, matrices). Reused while the parameters are equal (a compare costs
+#: less than building them: a third of a one-window W1 predict).
+_LAST_MATRICES: list = [None]
+
+
+def _product_matrices(layout, flat, cell_id, layers):
+    key = (layout, cell_id, flat.dtype)
+    entry = _LAST_MATRICES[0]
+    if entry is not None and entry[0] == key and np.array_equal(entry[1], flat):
+        return entry[2]
+    matrices = cpu.product_matrices(cell_id, layers, flat.dtype)
+    _LAST_MATRICES[0] = (key, flat.copy(), matrices)  # one assignment: thread-safe
+    return matrices
+
+
 def predict(layout: ParameterLayout, flat: np.ndarray, X: np.ndarray,
             cell_id: int | None = None, batch_size: int = 1024) -> np.ndarray:
     """Predictions (B, n_outputs) for batch-first inputs ``X`` (B, T, F).
 
     Batches of ``batch_size`` samples run one after another through
     :func:`tsrnn._kernels.cpu.stack_predict`: one kernel call for all of them, every
-    layer and the head fused per chunk of a batch, nothing cached for a backward.
+    layer and the head fused per chunk of a batch, nothing cached for a backward. A
+    row's prediction is bit-identical whatever batch it is in, its position, the
+    batch size and the thread count (every CPU, every OpenBLAS core type).
     """
     if cell_id is None:
         cell_id = cell_code(layout.cell)
     p = layout.views(flat)
     batch = max(1, min(int(batch_size), X.shape[0]))
-    return cpu.stack_predict(cell_id, X, _layers(p, layout), p["head.weight"],
-                             p["head.bias"], batch,
-                             n_chunks=_n_chunks(batch, layout.hidden_size))
+    layers = _layers(p, layout)
+    return cpu.stack_predict(cell_id, X, layers, p["head.weight"], p["head.bias"], batch,
+                             n_chunks=_n_chunks(batch, layout.hidden_size),
+                             matrices=_product_matrices(layout, flat, cell_id, layers))
 
 
 def loss_value_and_grad(loss: str, pred: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:

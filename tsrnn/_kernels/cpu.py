@@ -24,22 +24,28 @@ block of Z is contiguous, so the cell update is one long vectorised loop over H*
 elements. BPTT uses the same two matrices: ``dA += dZ @ S.T`` (all weight and bias
 gradients of a layer at once) and ``dS = A.T @ dZ`` (gradients of h_t and of x_t).
 
-Strategy (measured on the 2-core Xeon VM, AVX-512; ``benchmarks/bench_training.py``)
+Strategy (``benchmarks/bench_training.py``; figures from the 2-core Xeon VM and the
+2-core Zen 5 VM, both AVX-512)
 -----------------------------------------------------------------------------------
 One ``@njit(parallel=True)`` call per direction for the whole stack, parallel over
 chunks, sequential in time; each chunk runs every layer at each step (the layer above
 reads the state the one below just wrote). Numba's thread pool is the only owner of the
 cores: NumPy's threaded BLAS is not used (its workers keep spinning after a product).
 
-* Products go through BLAS (SciPy's OpenBLAS, one thread, called from inside the
-  parallel loops through :func:`_blas_gemm`, which adds accumulation, transposes and
-  offsets to what ``np.dot`` offers): W1's 128 x 32 x 34 product runs at 165-190
-  GFLOP/s, about this core's peak; plain loops remain for ``use_blas=False``. The
-  unit-major single product replaced four per-gate products onto a precomputed input
-  side in row-major layout: W1 training forward 178 vs 298 us per batch, inference
-  +20-25%, with the one large call per step instead of many small ones.
+* The forward products ``Z = A @ S`` and the backward's ``dS = A.T @ dZ`` are our own,
+  :func:`_gemm_fixed`: register tiles generated as LLVM vector code (8 rows x 32
+  columns of float32 with AVX-512, 4 x 16 with AVX2), each element summed over k in
+  one fixed order with fused multiply-adds. W1's 128 x 32 x 34 product: 236 GFLOP/s
+  with AVX-512 against 218 for OpenBLAS's SkylakeX sgemm on the Zen 5 VM, and 110
+  with AVX2 code against 71-85 for its Haswell sgemm (which AVX2-only CPUs get). A
+  single row (one forecast) goes through :func:`_gemv_fixed`, vectorised along the
+  outputs instead. Only the weight gradients ``dA += dZ @ S.T`` still go through BLAS
+  (SciPy's OpenBLAS, one thread, called inside the parallel loops through
+  :func:`_blas_gemm`). Plain loops remain for ``use_blas=False``.
 * Training chunks have a fixed number of rows per shape (:func:`train_chunk_rows`),
-  inference chunks 32+ rows, one or two per thread (``network._n_chunks``).
+  inference chunks 32+ rows, one or two per thread (``network._n_chunks``); a batch
+  that is one chunk (a few windows) runs in the calling thread, without a parallel
+  region (:func:`_stack_predict_serial`).
 * float32 tanh and sigmoid are rational functions (8 multiply-adds, one division, no
   exp; max errors 3.1e-7 and 1.8e-7 over every float32, see :func:`_tanh_f32`),
   vectorised with 512-bit registers where AVX-512 exists (:func:`_wide_vectors`):
@@ -47,17 +53,36 @@ cores: NumPy's threaded BLAS is not used (its workers keep spinning after a prod
   units). ``math.exp``/``math.tanh`` are scalar library calls that stop the loops from
   vectorising (~10x slower); float64 keeps them (exact; for gradient checks).
   Polynomials use explicit fused multiply-adds (:func:`_fma`); no fastmath.
-* One step of a 32-row W1 chunk (LSTM H=32, one thread) takes 1.6 us of product and
-  1.3 us of cell update: the two together are what a step cannot go below.
+* One step of a 32-row W1 chunk (LSTM H=32, one thread) takes 1.2-1.6 us of product
+  and 0.7-1.3 us of cell update: the two together are what a step cannot go below.
 
-Determinism: samples never interact in the recurrence, and every reduction is split by
-the shapes only, so results are bit-identical across runs and thread counts. A row's
-states and input gradients do not depend on the chunking either: products are padded
-to multiples of ROW_BLOCK columns, since BLAS's kernels for a ragged end of columns
-round differently (and single-column products go through GEMV). The weight gradients
-sum the chunks' shares in chunk order, with chunks fixed by the shapes. Inference has
-its own kernel (no gates kept, batch-first inputs) with the same products and cell
-arithmetic: its states are the training forward's, bit for bit (tested).
+Determinism and invariance
+--------------------------
+Samples never interact in the recurrence, so a row's prediction can depend on its own
+inputs only, provided every operation on it is the same whatever else is computed. The
+cell updates and the head are elementwise or sum in a fixed order; the products are
+where it could go wrong, and did with BLAS: OpenBLAS's Haswell sgemm (also used for
+``OPENBLAS_CORETYPE=Zen``; 0.3.30) sums an element over k either with one accumulator
+or with two (even and odd k, added at the end), depending on where the element's
+column falls in the call: 12-row panels are computed column-skewed, the first and last
+8 columns of a call by an m8n6 kernel with two accumulators, the columns between by
+m16n6 tiles with one; 4-row panels always split, columns of a ragged end of fewer than
+8 never. So a row's bits depended on its position in its chunk and on the chunk's
+width (on the batch and the thread count), and no padding to a multiple of 16 helped.
+SkylakeX's sgemm is one accumulator in full 16-column blocks, two-level for the rest.
+
+:func:`_gemm_fixed` removes the question: every element is ``acc = fma(A[i, q],
+S[q, c], acc)`` for q = 0 .. k-1 from zero, in every tile shape, every remainder, the
+one-column path and every vector width; an FMA is rounded once, so the lanes of a
+512-bit, a 256-bit vector and a scalar give the same bits. A row's states, prediction,
+input and state gradients therefore do not depend on the rows beside it, its position,
+the chunking, the thread count, the serial or parallel path, the OpenBLAS core type or
+AVX2 against AVX-512 (tested in ``tests/test_portability.py``). Inference has its own
+kernel (no gates kept, batch-first inputs) with the same products and cell arithmetic:
+its states are the training forward's, bit for bit (tested). The weight gradients sum
+over rows: through BLAS, per chunk, with chunks fixed by the shapes and summed in chunk
+order, so training is bit-identical across runs and thread counts for a given BLAS
+core type, and differs between core types by rounding.
 
 Truncated BPTT: the forward keeps the last K steps only (earlier steps alternate
 between two scratch slots), so memory grows with K; the backward covers those K steps.
@@ -71,7 +96,7 @@ import os
 import threading
 
 import numpy as np
-from llvmlite import ir as llvm_ir  # Numba's code generator, for the BLAS intrinsic
+from llvmlite import ir as llvm_ir  # Numba's code generator, for the intrinsics
 from numba import njit, prange, set_parallel_chunksize, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
@@ -83,13 +108,13 @@ GRU = 3
 
 CELL_CODES = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "lstm": LSTM, "gru": GRU}
 
-#: Hidden sizes at or above this use BLAS for the products (BLAS won at every size
-#: measured, H = 2..256; plain loops remain for ``use_blas=False``).
+#: Hidden sizes at or above this use the fast products (:func:`_gemm_fixed`, BLAS for
+#: the weight gradients; they won at every size measured, H = 2..256; plain loops
+#: remain for ``use_blas=False``).
 BLAS_MIN_HIDDEN = 1
 #: Chunks hold a multiple of this many rows (but the last of a batch), and their
-#: products are padded to a multiple of it: every row then goes through BLAS's
-#: full-width kernels, whose results do not depend on the row's position or on the
-#: chunk's size (the narrow kernels for a ragged end round differently).
+#: buffers have a multiple of it columns (a single row: one): whole vector tiles for
+#: the products (padding columns compute on zero inputs). Only speed depends on it.
 ROW_BLOCK = 16
 #: Training chunks: about this many rows (4x from H = 256), fixed by the shapes alone
 #: (see :func:`train_chunk_rows`). W1 forward: 178 us per batch of 64 in two chunks of
@@ -404,6 +429,256 @@ def _blas_gemm(typingctx, ta, tb, m, n, k, alpha, a, oa, lda, b, ob, ldb, beta, 
 
 
 # ----------------------------------------------------------------------------
+# fixed-order products: every element summed over k in one order, on every CPU
+# ----------------------------------------------------------------------------
+
+#: CPU names (LLVM's) with AVX-512, for when NUMBA_CPU_FEATURES is empty and the
+#: features are the named CPU's (only the tile shape depends on it, not the bits).
+_AVX512_CPU_NAMES = ("avx512", "skx", "cascadelake", "cooperlake", "cannonlake",
+                     "icelake", "tigerlake", "rocketlake", "sapphirerapids", "alderlake-avx",
+                     "graniterapids", "emeraldrapids", "diamondrapids", "znver4", "znver5",
+                     "x86-64-v4", "knl", "knm")
+
+
+def _target_has_avx512(context):
+    """Whether the code being compiled may use AVX-512 (the target Numba compiles for:
+    the host, or ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``)."""
+    from numba.core import config
+
+    features = config.CPU_FEATURES
+    if features is None:
+        import llvmlite.binding as ll
+
+        features = ll.get_host_cpu_features().flatten()
+    if features:
+        return "+avx512f" in features.split(",")
+    codegen = context.codegen()
+    name = codegen._get_host_cpu_name() if hasattr(codegen, "_get_host_cpu_name") else ""
+    return any(s in name for s in _AVX512_CPU_NAMES)
+
+
+def _tile_shape(context, dtype):
+    """(rows, lanes, half lanes) of a register tile of :func:`_gemm_fixed`: 8 rows of
+    two 512-bit vectors with AVX-512 (16 accumulators of 32), else 4 rows of two
+    256-bit vectors (8 of 16). Measured on the Zen 5 VM, float32, 128 x 32 x 34: 236
+    GFLOP/s (OpenBLAS SkylakeX sgemm 218), AVX2 code 110 (OpenBLAS Haswell 71-85)."""
+    wide = _target_has_avx512(context)
+    lanes = (64 if wide else 32) // (4 if dtype == types.float32 else 8)
+    return (8 if wide else 4), 2 * lanes, lanes
+
+
+class _TileEmitter:
+    """LLVM IR of the fixed-order products (see :func:`_gemm_fixed`)."""
+
+    def __init__(self, context, builder, dtype):
+        self.context, self.builder = context, builder
+        self.ety = context.get_value_type(dtype)
+        self.esize = 4 if dtype == types.float32 else 8
+        self.intp = context.get_value_type(types.intp)
+        self.accs = {}
+
+    def const(self, v):
+        return llvm_ir.Constant(self.intp, v)
+
+    def vtype(self, lanes):
+        return self.ety if lanes == 1 else llvm_ir.VectorType(self.ety, lanes)
+
+    def fma(self, lanes):
+        vty = self.vtype(lanes)
+        bits = self.esize * 8
+        name = f"llvm.fma.f{bits}" if lanes == 1 else f"llvm.fma.v{lanes}f{bits}"
+        return cgutils.get_or_insert_function(self.builder.module,
+                                              llvm_ir.FunctionType(vty, [vty] * 3), name)
+
+    def load(self, base, offset, lanes):
+        b = self.builder
+        p = b.gep(base, [offset])
+        if lanes == 1:
+            return b.load(p)
+        return b.load(b.bitcast(p, self.vtype(lanes).as_pointer()), align=self.esize)
+
+    def store(self, value, base, offset, lanes):
+        b = self.builder
+        p = b.gep(base, [offset])
+        if lanes == 1:
+            b.store(value, p)
+        else:
+            b.store(value, b.bitcast(p, self.vtype(lanes).as_pointer()), align=self.esize)
+
+    def splat(self, value, lanes):
+        if lanes == 1:
+            return value
+        b = self.builder
+        vty = self.vtype(lanes)
+        undef = llvm_ir.Constant(vty, llvm_ir.Undefined)
+        one = b.insert_element(undef, value, llvm_ir.Constant(llvm_ir.IntType(32), 0))
+        return b.shuffle_vector(one, undef,
+                                llvm_ir.Constant(llvm_ir.VectorType(llvm_ir.IntType(32), lanes), [0] * lanes))
+
+    def slots(self, count, lanes):
+        """``count`` stack slots of the given width (reused; promoted to registers)."""
+        have = self.accs.setdefault(lanes, [])
+        while len(have) < count:
+            have.append(cgutils.alloca_once(self.builder, self.vtype(lanes)))
+        return have[:count]
+
+    def tile(self, R, lanes, k, a, oa, lda, s, os, lds, z, oz, ldz, accumulate):
+        """Z[oz + r*ldz + c] (+)= sum_q A[oa + r*lda + q] * S[os + q*lds + c] for
+        r < R, c < lanes: the lanes run along S's rows, A's element is broadcast."""
+        b = self.builder
+        accs = self.slots(R, lanes)
+        for r in range(R):
+            off = b.add(oz, b.mul(self.const(r), ldz))
+            init = (self.load(z, off, lanes) if accumulate
+                    else llvm_ir.Constant(self.vtype(lanes), None))
+            b.store(init, accs[r])
+        fma = self.fma(lanes)
+        with cgutils.for_range(b, k) as loop:
+            q = loop.index
+            sv = self.load(s, b.add(os, b.mul(q, lds)), lanes)
+            for r in range(R):
+                av = self.load(a, b.add(b.add(oa, b.mul(self.const(r), lda)), q), 1)
+                b.store(b.call(fma, [self.splat(av, lanes), sv, b.load(accs[r])]), accs[r])
+        for r in range(R):
+            self.store(b.load(accs[r]), z, b.add(oz, b.mul(self.const(r), ldz)), lanes)
+
+    def tile_t(self, V, lanes, k, at, oat, ldat, s, os, lds, z, oz):
+        """z[oz + i] = sum_q AT[oat + q*ldat + i] * s[os + q*lds] for i < V*lanes: one
+        column, the lanes run along A's rows (stored transposed), s is broadcast."""
+        b = self.builder
+        accs = self.slots(V, lanes)
+        for v in range(V):
+            b.store(llvm_ir.Constant(self.vtype(lanes), None), accs[v])
+        fma = self.fma(lanes)
+        with cgutils.for_range(b, k) as loop:
+            q = loop.index
+            sv = self.splat(self.load(s, b.add(os, b.mul(q, lds)), 1), lanes)
+            row = b.add(oat, b.mul(q, ldat))
+            for v in range(V):
+                av = self.load(at, b.add(row, self.const(v * lanes)), lanes)
+                b.store(b.call(fma, [av, sv, b.load(accs[v])]), accs[v])
+        for v in range(V):
+            self.store(b.load(accs[v]), z, b.add(oz, self.const(v * lanes)), lanes)
+
+
+def _data_pointer(context, builder, aty, value):
+    return context.make_array(aty)(context, builder, value).data
+
+
+def _c_float_array(t, dtype=None):
+    return (isinstance(t, types.Array) and t.layout == "C"
+            and t.dtype in (types.float32, types.float64) and (dtype is None or t.dtype == dtype))
+
+
+def _make_gemm_fixed(accumulate):
+    def gemm(typingctx, m, n, k, a, oa, lda, s, os, lds, z, oz, ldz):
+        if not (_c_float_array(a) and _c_float_array(s, a.dtype) and _c_float_array(z, a.dtype)):
+            return None
+        sig = types.void(m, n, k, a, oa, lda, s, os, lds, z, oz, ldz)
+
+        def codegen(context, builder, signature, args):
+            at = signature.args
+            e = _TileEmitter(context, builder, at[3].dtype)
+            m_, n_, k_, oa_, lda_, os_, lds_, oz_, ldz_ = (
+                context.cast(builder, args[i], at[i], types.intp)
+                for i in (0, 1, 2, 4, 5, 7, 8, 10, 11))
+            pa = _data_pointer(context, builder, at[3], args[3])
+            ps = _data_pointer(context, builder, at[6], args[6])
+            pz = _data_pointer(context, builder, at[9], args[9])
+            MR, TL, TL2 = _tile_shape(context, at[3].dtype)
+            b = builder
+
+            def row_block(i0, R):
+                a0 = b.add(oa_, b.mul(i0, lda_))
+                z0 = b.add(oz_, b.mul(i0, ldz_))
+                c = e.const(0)
+                for lanes in (TL, TL2, 1):  # full tiles, a half tile, single columns
+                    count = b.udiv(b.sub(n_, c), e.const(lanes))
+                    with cgutils.for_range(b, count) as loop:
+                        c0 = b.add(c, b.mul(loop.index, e.const(lanes)))
+                        e.tile(R, lanes, k_, pa, a0, lda_, ps, b.add(os_, c0), lds_, pz,
+                               b.add(z0, c0), ldz_, accumulate)
+                    c = b.add(c, b.mul(count, e.const(lanes)))
+
+            blocks = b.udiv(m_, e.const(MR))
+            with cgutils.for_range(b, blocks) as loop:
+                row_block(b.mul(loop.index, e.const(MR)), MR)
+            with cgutils.for_range(b, m_, start=b.mul(blocks, e.const(MR))) as loop:
+                row_block(loop.index, 1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    gemm.__name__ = "_gemm_fixed_acc" if accumulate else "_gemm_fixed_set"
+    return intrinsic(gemm)
+
+
+_gemm_fixed_set = _make_gemm_fixed(False)
+_gemm_fixed_acc = _make_gemm_fixed(True)
+
+
+@intrinsic
+def _gemv_fixed_t(typingctx, m, k, at, oat, ldat, s, os, lds, z, oz):
+    """``z[oz + i] = sum_q AT[oat + q*ldat + i] * s[os + q*lds]``, i < m: the product
+    of one column with A stored transposed, summed as :func:`_gemm_fixed` sums."""
+    if not (_c_float_array(at) and _c_float_array(s, at.dtype) and _c_float_array(z, at.dtype)):
+        return None
+    sig = types.void(m, k, at, oat, ldat, s, os, lds, z, oz)
+
+    def codegen(context, builder, signature, args):
+        sa = signature.args
+        e = _TileEmitter(context, builder, sa[2].dtype)
+        m_, k_, oat_, ldat_, os_, lds_, oz_ = (context.cast(builder, args[i], sa[i], types.intp)
+                                               for i in (0, 1, 3, 4, 6, 7, 9))
+        pat = _data_pointer(context, builder, sa[2], args[2])
+        ps = _data_pointer(context, builder, sa[5], args[5])
+        pz = _data_pointer(context, builder, sa[8], args[8])
+        _, _, lanes = _tile_shape(context, sa[2].dtype)
+        b = builder
+        i = e.const(0)
+        for V, width in ((8, lanes), (1, lanes), (1, 1)):  # 8 vectors, one, single rows
+            step = e.const(V * width)
+            count = b.udiv(b.sub(m_, i), step)
+            with cgutils.for_range(b, count) as loop:
+                i0 = b.add(i, b.mul(loop.index, step))
+                e.tile_t(V, width, k_, pat, b.add(oat_, i0), ldat_, ps, os_, lds_, pz,
+                         b.add(oz_, i0))
+            i = b.add(i, b.mul(count, step))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy")
+def _gemm_fixed(m, n, k, A, oa, lda, S, os, lds, Z, oz, ldz, accumulate):
+    """``Z (m, n) = A (m, k) @ S (k, n)`` (``+=`` if ``accumulate``) on flat row-major
+    arrays with offsets and leading dimensions, every element summed in one fixed order:
+    ``acc = fma(A[i, q], S[q, c], acc)`` for q = 0, 1, ..., k - 1, from 0 (or from Z).
+
+    Vectorised along the columns c in register tiles (:func:`_tile_shape`), the row
+    and column remainders in narrower tiles down to single elements: every path does
+    the same fused multiply-adds in the same order for every element, so an element's
+    bits depend on its row of A and column of S only, never on its position, the
+    matrix sizes, the tile it falls in, the vector width or the CPU.
+    """
+    _wide_vectors()
+    if accumulate:
+        _gemm_fixed_acc(m, n, k, A, oa, lda, S, os, lds, Z, oz, ldz)
+    else:
+        _gemm_fixed_set(m, n, k, A, oa, lda, S, os, lds, Z, oz, ldz)
+
+
+@njit(cache=True, error_model="numpy")
+def _gemv_fixed(m, k, AT, oat, ldat, S, os, lds, Z, oz):
+    """:func:`_gemm_fixed` of one column (n = 1) with A stored transposed, ``AT (k, m)``
+    at ``AT[oat:]`` with leading dimension ``ldat``: vectorised along the m outputs
+    instead of the (one) column; the same sum of the same products in the same order,
+    so the same bits as any column of a wider product."""
+    _wide_vectors()
+    _gemv_fixed_t(m, k, AT, oat, ldat, S, os, lds, Z, oz)
+
+
+# ----------------------------------------------------------------------------
 # cell updates of one time step over n = rows * H contiguous elements per gate
 # (gate blocks of unit-major states: one long vectorised loop, no per-row overhead)
 # ----------------------------------------------------------------------------
@@ -565,25 +840,55 @@ def _product(ta, tb, m, n, k, A, oa, lda, Bm, ob, ldb, beta, C, oc, ldc, blas_h,
 
 
 @njit(cache=True, error_model="numpy")
-def _step_products(cell, H, n, Ka, A, oa, S, os, Z, oz, blas_h, one):
-    """Pre-activations of one step: ``Z = A @ S`` (LSTM, RNN), or for GRU the r, z
-    rows over all of S, n_h = [w_hn, b_hn] over [h; 1] and n_x = [b_in, w_in] over
-    [1; x] (see :func:`_infer_chunk`)."""
-    zero = one - one
-    if cell == GRU:
-        _product(0, 0, 2 * H, n, Ka, A, oa, Ka, S, os, n, zero, Z, oz, n, blas_h, one)
-        _product(0, 0, H, n, H + 1, A, oa + 2 * H * Ka, Ka, S, os, n, zero, Z,
-                 oz + 2 * H * n, n, blas_h, one)
-        _product(0, 0, H, n, Ka - H, A, oa + 3 * H * Ka + H, Ka, S, os + H * n, n, zero, Z,
-                 oz + 3 * H * n, n, blas_h, one)
+def _forward_product(m, n, k, A, oa, lda, AT, oat, ldat, S, os, Z, oz, blas_h, one):
+    """``Z (m, n) = A (m, k) @ S (k, n)`` of a forward step (S and Z with n columns):
+    :func:`_gemm_fixed`, or for one column :func:`_gemv_fixed` on ``AT``, the same
+    matrix stored transposed (the same bits); plain loops if not ``blas_h``."""
+    # offsets as int64 (not literals): one compiled specialisation of the products
+    if not blas_h:
+        _product(0, 0, m, n, k, A, oa, lda, S, os, n, one - one, Z, oz, n, blas_h, one)
+    elif n == 1:
+        _gemv_fixed(m, k, AT, oat, ldat, S, np.int64(os), np.int64(1), Z, np.int64(oz))
     else:
-        G = 4 if cell == LSTM else 1
-        _product(0, 0, G * H, n, Ka, A, oa, Ka, S, os, n, zero, Z, oz, n, blas_h, one)
+        _gemm_fixed(m, n, k, A, oa, lda, S, np.int64(os), n, Z, np.int64(oz), n, False)
 
 
 @njit(cache=True, error_model="numpy")
-def _train_forward_chunk(cell, L, r0, rows, n, T, K, F, H, B, x, A, a_off, h0, c0, masks,
-                         has_masks, S, Z, C, h_top, h_out, want_h_out, blas_h, one):
+def _step_products(cell, H, n, Ka, A, oa, AT, S, os, Z, oz, blas_h, one):
+    """Pre-activations of one step: ``Z = A @ S`` (LSTM, RNN), or for GRU the r, z
+    rows over all of S, n_h = [w_hn, b_hn] over [h; 1] and n_x = [b_in, w_in] over
+    [1; x] (see :func:`_infer_chunk`). ``AT`` holds the layer's A transposed at the
+    same offset ``oa``, (Ka, G'*H)."""
+    if cell == GRU:
+        GH = 4 * H
+        _forward_product(2 * H, n, Ka, A, oa, Ka, AT, oa, GH, S, os, Z, oz, blas_h, one)
+        _forward_product(H, n, H + 1, A, oa + 2 * H * Ka, Ka, AT, oa + 2 * H, GH, S, os, Z,
+                         oz + 2 * H * n, blas_h, one)
+        _forward_product(H, n, Ka - H, A, oa + 3 * H * Ka + H, Ka, AT, oa + H * GH + 3 * H,
+                         GH, S, os + H * n, Z, oz + 3 * H * n, blas_h, one)
+    else:
+        GH = (4 if cell == LSTM else 1) * H
+        _forward_product(GH, n, Ka, A, oa, Ka, AT, oa, GH, S, os, Z, oz, blas_h, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_product(m, n, k, A, oa, lda, AT, oat, ldat, dZ, oz, dS, os, accumulate, blas_h,
+                      one):
+    """``dS (m, n) (+)= A.T @ dZ (k, n)``, A stored (k, m) at ``A[oa:]`` with leading
+    dimension ``lda``: :func:`_gemm_fixed` on ``AT``, A transposed (m, k), at ``oat``
+    with ``ldat`` (a row's bits then do not depend on the chunk it is in); plain loops
+    if not ``blas_h``."""
+    if blas_h:  # offsets as int64 (not literals): one compiled specialisation each
+        _gemm_fixed(m, n, k, AT, oat, ldat, dZ, np.int64(oz), n, dS, np.int64(os), n,
+                    accumulate)
+    else:
+        _product(1, 0, m, n, k, A, oa, lda, dZ, oz, n, one if accumulate else one - one, dS,
+                 os, n, blas_h, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _train_forward_chunk(cell, L, r0, rows, n, T, K, F, H, B, x, A, AT, a_off, h0, c0,
+                         masks, has_masks, S, Z, C, h_top, h_out, want_h_out, blas_h, one):
     """Forward of every layer over all T steps for the batch rows r0..r0+rows, keeping
     the last K steps for the backward.
 
@@ -640,7 +945,7 @@ def _train_forward_chunk(cell, L, r0, rows, n, T, K, F, H, B, x, A, a_off, h0, c
                     for e in range(RH):
                         s_cur[ox + e] = below[e]
             z = Z[k, zs]
-            _step_products(cell, H, n, Ka, A, a_off[k], s_cur, 0, z, 0, blas_h, one)
+            _step_products(cell, H, n, Ka, A, a_off[k], AT, s_cur, 0, z, 0, blas_h, one)
             h_new = S[k, sn, 0:RH]
             if cell == LSTM:
                 _lstm_forward_flat(z[0:RH], z[RH:2 * RH], z[2 * RH:3 * RH], z[3 * RH:4 * RH],
@@ -662,19 +967,19 @@ def _train_forward_chunk(cell, L, r0, rows, n, T, K, F, H, B, x, A, a_off, h0, c
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _stack_forward(cell, L, nc, per, T, K, F, H, B, x, A, a_off, h0, c0, masks, has_masks, S,
-                   Z, C, h_top, h_out, want_h_out, blas_h, one):
+def _stack_forward(cell, L, nc, per, T, K, F, H, B, x, A, AT, a_off, h0, c0, masks, has_masks,
+                   S, Z, C, h_top, h_out, want_h_out, blas_h, one):
     """:func:`_train_forward_chunk` for the nc chunks of ``per`` rows (the last takes
     the rest), in parallel; ``S``, ``Z``, ``C`` carry a leading chunk axis."""
     for c in prange(nc):
         r0 = c * per
-        _train_forward_chunk(cell, L, r0, min(per, B - r0), per, T, K, F, H, B, x, A, a_off,
-                             h0, c0, masks, has_masks, S[c], Z[c], C[c], h_top, h_out,
+        _train_forward_chunk(cell, L, r0, min(per, B - r0), per, T, K, F, H, B, x, A, AT,
+                             a_off, h0, c0, masks, has_masks, S[c], Z[c], C[c], h_top, h_out,
                              want_h_out, blas_h, one)
 
 
 @njit(cache=True, error_model="numpy")
-def _train_backward_chunk(cell, L, r0, rows, n, T, K, F, H, B, A, a_off, masks, has_masks,
+def _train_backward_chunk(cell, L, r0, rows, n, T, K, F, H, B, A, AT, a_off, masks, has_masks,
                           dh_top, n_top, S, Z, C, dS, dzh, dc, ddir, dtop, dmask, dA, dA_off,
                           dx, need_dx, dh_start, dc_start, blas_h, one):
     """BPTT over the K window steps of every layer, top down at each step, for the batch
@@ -754,16 +1059,19 @@ def _train_backward_chunk(cell, L, r0, rows, n, T, K, F, H, B, A, a_off, masks, 
                          blas_h, one)
                 _product(0, 1, H, Ka - H, n, z, 3 * RH, n, s_t, H * n, n, one, dA,
                          od + 3 * H * Ka + H, Ka, blas_h, one)
-                _product(1, 0, Ka, n, 2 * H, A, oa, Ka, z, 0, n, zero, dS[k], 0, n, blas_h,
-                         one)
-                _product(1, 0, H + 1, n, H, A, oa + 2 * H * Ka, Ka, dzh, 0, n, one, dS[k], 0,
-                         n, blas_h, one)
-                _product(1, 0, Ka - H, n, H, A, oa + 3 * H * Ka + H, Ka, z, 3 * RH, n, one,
-                         dS[k], H * n, n, blas_h, one)
+                GH = 4 * H
+                _backward_product(Ka, n, 2 * H, A, oa, Ka, AT, oa, GH, z, 0, dS[k], 0, False,
+                                  blas_h, one)
+                _backward_product(H + 1, n, H, A, oa + 2 * H * Ka, Ka, AT, oa + 2 * H, GH, dzh,
+                                  0, dS[k], 0, True, blas_h, one)
+                _backward_product(Ka - H, n, H, A, oa + 3 * H * Ka + H, Ka, AT,
+                                  oa + H * GH + 3 * H, GH, z, 3 * RH, dS[k], H * n, True,
+                                  blas_h, one)
             else:
                 GH = (4 if cell == LSTM else 1) * H
                 _product(0, 1, GH, Ka, n, z, 0, n, s_t, 0, n, one, dA, od, Ka, blas_h, one)
-                _product(1, 0, Ka, n, GH, A, oa, Ka, z, 0, n, zero, dS[k], 0, n, blas_h, one)
+                _backward_product(Ka, n, GH, A, oa, Ka, AT, oa, GH, z, 0, dS[k], 0, False,
+                                  blas_h, one)
             if k == 0 and need_dx:
                 ox = (H + 1) * n
                 for r in range(rows):
@@ -781,7 +1089,7 @@ def _train_backward_chunk(cell, L, r0, rows, n, T, K, F, H, B, A, a_off, masks, 
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _stack_backward(cell, L, nc, per, T, K, F, H, B, A, a_off, masks, has_masks, dh_top,
+def _stack_backward(cell, L, nc, per, T, K, F, H, B, A, AT, a_off, masks, has_masks, dh_top,
                     n_top, S, Z, C, dS, dzh, dc, ddir, dtop, dmask, dA_parts, dA_off, dA,
                     dx, need_dx, dh_start, dc_start, blas_h, one):
     """:func:`_train_backward_chunk` for every chunk in parallel, then ``dA`` [total] =
@@ -789,7 +1097,7 @@ def _stack_backward(cell, L, nc, per, T, K, F, H, B, A, a_off, masks, has_masks,
     bits do not depend on the thread count)."""
     for c in prange(nc):
         r0 = c * per
-        _train_backward_chunk(cell, L, r0, min(per, B - r0), per, T, K, F, H, B, A, a_off,
+        _train_backward_chunk(cell, L, r0, min(per, B - r0), per, T, K, F, H, B, A, AT, a_off,
                               masks, has_masks, dh_top, n_top, S[c], Z[c], C[c], dS[c],
                               dzh[c], dc[c], ddir[c], dtop[c], dmask[c], dA_parts[c], dA_off,
                               dx, need_dx, dh_start, dc_start, blas_h, one)
@@ -809,13 +1117,13 @@ def _stack_backward(cell, L, nc, per, T, K, F, H, B, A, a_off, masks, has_masks,
 
 
 @njit(cache=True, error_model="numpy")
-def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b, out, sb,
+def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, AT, a_offsets, head_w, head_b, out, sb,
                  sc, z, xt, TB, blas_h, one):
     """Predictions for the batch rows r0..r0+rows: every layer, every step, the head.
 
     States are **unit-major** in the chunk's buffers (unit j of row r at ``j*n + r``,
     n = rows padded to a multiple of ROW_BLOCK, padding columns computed on zero
-    inputs), so that a layer's pre-activations at a step are one product
+    inputs; a single row is not padded: n = 1), so that a layer's pre-activations at a step are one product
     ``Z (G*H, n) = A (G*H, Ka) @ S (Ka, n)`` with ``A = [w_hh, b, w_ih]`` and
     ``S = [h; 1; x]`` (Ka = H + 1 + input size): the bias and the input side ride in
     the inner dimension, and each gate's block of Z is contiguous for the cell update.
@@ -828,10 +1136,12 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b,
     [G'*H*n] the products (G' = 4 for GRU); ``xt`` [TB, F, n] the inputs of TB steps,
     unit-major (transposed once per block of steps: gathering them step by step, one
     strided load per row, cost 7% of a W1 step). ``A`` holds every layer's matrix,
-    layer k at ``a_offsets[k]``, row-major (G'*H, Ka_k).
+    layer k at ``a_offsets[k]``, row-major (G'*H, Ka_k), ``AT`` the same transposed
+    (Ka_k, G'*H) at the same offsets (for products of one column, see
+    :func:`_forward_product`).
     """
     relu = cell == RNN_RELU
-    n = (rows + ROW_BLOCK - 1) // ROW_BLOCK * ROW_BLOCK  # columns, padded (ROW_BLOCK)
+    n = 1 if rows == 1 else (rows + ROW_BLOCK - 1) // ROW_BLOCK * ROW_BLOCK  # columns
     RH = n * H
     zero = one - one
     for k in range(L):  # h0 = 0 (and c0), the row of ones; zero inputs in the padding
@@ -868,7 +1178,7 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b,
                 for e in range(RH):
                     s_cur[ox + e] = below[e]
             oa = a_offsets[k]
-            _step_products(cell, H, n, Ka, A, oa, s_cur, 0, z, 0, blas_h, one)
+            _step_products(cell, H, n, Ka, A, oa, AT, s_cur, 0, z, 0, blas_h, one)
             if cell == GRU:
                 _gru_infer_flat(z[0:RH], z[RH:2 * RH], z[3 * RH:4 * RH], z[2 * RH:3 * RH],
                                 s_cur[0:RH], sb[k, nxt, 0:RH], RH, one)
@@ -890,9 +1200,24 @@ def _infer_chunk(cell, L, r0, rows, T, F, H, O, X, A, a_offsets, head_w, head_b,
                 out[(r0 + r) * O + o] += w * h[j * n + r]
 
 
+@njit(cache=True, error_model="numpy")
+def _predict_slot(c, cell, L, N, batch, n_chunks, T, F, H, O, X, A, AT, a_offsets, head_w,
+                  head_b, out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one):
+    """Chunk c of every batch in turn, with chunk c's work space (see
+    :func:`_stack_predict`)."""
+    for start in range(0, N, batch):
+        b = min(batch, N - start)
+        per = _infer_chunk_rows(b, n_chunks)
+        r0 = start + c * per
+        if r0 < start + b:
+            _infer_chunk(cell, L, r0, min(per, start + b - r0), T, F, H, O, X, A, AT,
+                         a_offsets, head_w, head_b, out, ws_b[c], ws_c[c], ws_z[c], ws_x[c],
+                         TB, blas_h, one)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, X, A, a_offsets, head_w, head_b,
-                   out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one):
+def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, X, A, AT, a_offsets, head_w,
+                   head_b, out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one):
     """Predictions of a stack of L layers and a linear head for N samples.
 
     All arrays flat (C order) unless said; shapes in brackets.
@@ -908,9 +1233,9 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, X, A, a_offsets, hea
         Steps, input features, hidden units, outputs.
     X : [N, T, F]
         Batch-first inputs.
-    A, a_offsets : array, int64 array
+    A, AT, a_offsets : array, array, int64 array
         Every layer's product matrix (see :func:`_infer_chunk`), layer k from
-        ``a_offsets[k]``.
+        ``a_offsets[k]``, and each transposed (at the same offsets).
     head_w : [O*H]; head_b : [O]
     out : [N, O]
         Written with the predictions.
@@ -920,23 +1245,30 @@ def _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, X, A, a_offsets, hea
     TB : int
         Steps of inputs transposed at once.
     blas_h : bool
-        BLAS for the products (else plain loops).
+        Fixed-order tiled products (else plain loops).
     one : scalar of the arrays' dtype
 
     One parallel loop over chunk numbers; a chunk runs all layers, all steps and the
-    head for its rows, and each iteration runs its chunk of every batch.
+    head for its rows, and each iteration runs its chunk of every batch. A row's
+    result does not depend on the chunk it falls in (see the module docstring), so
+    the chunking may follow the thread count.
     """
     # one parallel region for all batches: chunk c of every batch in turn (one barrier
     # in all, not one per batch); ws_* have a row per chunk of the most chunked batch
     for c in prange(ws_b.shape[0]):
-        for start in range(0, N, batch):
-            b = min(batch, N - start)
-            per = _infer_chunk_rows(b, n_chunks)
-            r0 = start + c * per
-            if r0 < start + b:
-                _infer_chunk(cell, L, r0, min(per, start + b - r0), T, F, H, O, X, A,
-                             a_offsets, head_w, head_b, out, ws_b[c], ws_c[c], ws_z[c],
-                             ws_x[c], TB, blas_h, one)
+        _predict_slot(c, cell, L, N, batch, n_chunks, T, F, H, O, X, A, AT, a_offsets, head_w,
+                      head_b, out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one)
+
+
+@njit(cache=True, error_model="numpy")
+def _stack_predict_serial(cell, L, N, batch, n_chunks, T, F, H, O, X, A, AT, a_offsets,
+                          head_w, head_b, out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one):
+    """:func:`_stack_predict` in the calling thread, no parallel region: for batches
+    of one chunk (a few windows), where starting the threads would cost more than
+    the work. The same chunks and arithmetic, so the same bits."""
+    for c in range(ws_b.shape[0]):
+        _predict_slot(c, cell, L, N, batch, n_chunks, T, F, H, O, X, A, AT, a_offsets, head_w,
+                      head_b, out, ws_b, ws_c, ws_z, ws_x, TB, blas_h, one)
 
 
 @njit(cache=True)
@@ -1074,9 +1406,7 @@ def stack_forward(cell, x, layers, h0=None, c0=None, window=None, masks=None,
     K = T if window is None else max(1, min(int(window), T))
     per = train_chunk_rows(B, H) if chunk_rows is None else int(chunk_rows)
     nc = -(-B // per)
-    mats = [np.ascontiguousarray(_product_matrix(cell, *layer, dtype)) for layer in layers]
-    a_off = np.cumsum([0] + [m.size for m in mats[:-1]]).astype(np.int64)
-    A = np.concatenate([m.reshape(-1) for m in mats])
+    A, AT, a_off = product_matrices(cell, layers, dtype)
     Ka = H + 1 + max(F, H if L > 1 else 0)
     S = np.empty((nc, L, K + 3, Ka * per), dtype=dtype)
     Z = np.empty((nc, L, K + 1, Gz * H * per), dtype=dtype)
@@ -1092,11 +1422,11 @@ def stack_forward(cell, x, layers, h0=None, c0=None, window=None, masks=None,
     h_out = np.empty((T, B, H) if want_h_out else 1, dtype=dtype)
     blas_h = _use_blas(use_blas, H)
     with kernel_context():
-        _stack_forward(cell, L, nc, per, T, K, F, H, B, _flat(x), A, a_off, _flat(h0),
+        _stack_forward(cell, L, nc, per, T, K, F, H, B, _flat(x), A, AT, a_off, _flat(h0),
                        _flat(c0), _flat(masks), has_masks, S, Z, C, _flat(h_top),
                        _flat(h_out), want_h_out, blas_h, dtype.type(1))
     cache = StackCache(cell=cell, L=L, T=T, K=K, B=B, F=F, H=H, per=per, nc=nc, S=S, Z=Z,
-                       C=C, A=A, a_off=a_off, masks=_flat(masks), has_masks=has_masks,
+                       C=C, A=A, AT=AT, a_off=a_off, masks=_flat(masks), has_masks=has_masks,
                        h_top=h_top, blas_h=blas_h, dtype=dtype, used=False)
     return (h_out if want_h_out else None), cache
 
@@ -1152,8 +1482,9 @@ def stack_backward(cell, cache, dh_top, need_dx=False):
     dh_start = np.empty((L, B, H), dtype=dtype)
     dc_start = np.zeros((L, B, H), dtype=dtype)
     with kernel_context():
-        _stack_backward(cell, L, nc, per, T, K, F, H, B, cache.A, cache.a_off, cache.masks,
-                        cache.has_masks, _flat(dh_top), n_top, cache.S, cache.Z, cache.C,
+        _stack_backward(cell, L, nc, per, T, K, F, H, B, cache.A, cache.AT, cache.a_off,
+                        cache.masks, cache.has_masks, _flat(dh_top), n_top, cache.S, cache.Z,
+                        cache.C,
                         dS, scratch[0], dc, ddir, scratch[1], scratch[2], dA_parts, dA_off,
                         dA, _flat(dx), need_dx, _flat(dh_start), _flat(dc_start),
                         cache.blas_h, dtype.type(1))
@@ -1231,13 +1562,24 @@ def layer_backward(cell, cache, dh_out, need_dx=True):
     return (dx,) + grads[0] + (dh_start[0], dc_start[0])
 
 
+def product_matrices(cell, layers, dtype):
+    """``(A, AT, offsets)``: every layer's :func:`_product_matrix` flat in one array,
+    the same transposed (each layer's (Ka, G'*H) at the same offset), and the layers'
+    offsets (int64), as the kernels take them."""
+    mats = [_product_matrix(cell, *layer, dtype) for layer in layers]
+    offsets = np.cumsum([0] + [m.size for m in mats[:-1]]).astype(np.int64)
+    A = np.concatenate([m.reshape(-1) for m in mats])
+    AT = np.concatenate([m.T.reshape(-1) for m in mats])
+    return A, AT, offsets
+
+
 def _product_matrix(cell, w_ih, w_hh, b_ih, b_hh, dtype):
     """A layer's ``A = [w_hh, b, w_ih]`` of :func:`_infer_chunk`, (G'*H, H + 1 + F).
 
     LSTM, RNN: ``b = b_ih + b_hh``. GRU: four blocks of H rows, r and z as above,
     then n_h = [w_hn, b_hn, 0] and n_x = [0, b_in, w_in].
     """
-    GH, H = w_hh.shape
+    H = w_hh.shape[1]
     F = w_ih.shape[1]
     w_ih = np.asarray(w_ih, dtype=dtype)
     w_hh = np.asarray(w_hh, dtype=dtype)
@@ -1256,7 +1598,8 @@ def _product_matrix(cell, w_ih, w_hh, b_ih, b_hh, dtype):
     return A
 
 
-def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None):
+def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None,
+                  matrices=None):
     """Predictions of a stack of recurrent layers with a linear head on the last step.
 
     Parameters
@@ -1272,14 +1615,19 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     n_chunks : int
         Chunks of a batch that run in parallel, at most (multiples of ROW_BLOCK rows).
     use_blas : bool or None
+    matrices : tuple, optional
+        ``product_matrices(cell, layers, X.dtype)`` of these layers, if the caller
+        keeps them between calls.
 
     Returns
     -------
     (N, O) array
 
-    Results do not depend on ``n_chunks``, the thread count or ``batch_size``, and the
-    hidden states are :func:`stack_forward`'s bit for bit. One kernel call for all
-    batches, one parallel region (see :func:`_stack_predict`).
+    A row's result depends on its own inputs only: not on ``n_chunks``, the thread
+    count, ``batch_size``, the other rows or its position (nor on the CPU's vector
+    width or BLAS), and the hidden states are :func:`stack_forward`'s bit for bit. One
+    kernel call for all batches: one parallel region, or none for batches of one
+    chunk (see :func:`_stack_predict`).
     """
     dtype = X.dtype
     X = np.ascontiguousarray(X)
@@ -1299,18 +1647,24 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     per = {b: int(_infer_chunk_rows(b, n_chunks)) for b in sizes}
     slots = max(-(-b // per[b]) for b in sizes)
     R = max(per.values())
-    mats = [_product_matrix(cell, *layer, dtype) for layer in layers]
-    a_offsets = np.cumsum([0] + [m.size for m in mats[:-1]]).astype(np.int64)
-    A = np.concatenate([m.reshape(-1) for m in mats])
+    A, AT, a_offsets = (product_matrices(cell, layers, dtype) if matrices is None
+                        else matrices)
     Ka = H + 1 + max(F, H if L > 1 else 0)
     ws_b = np.empty((slots, L, 2, Ka * R), dtype=dtype)
     ws_c = np.empty((slots, L, 2, H * R if cell == LSTM else 1), dtype=dtype)
     ws_z = np.empty((slots, Gz * H * R), dtype=dtype)
     TB = max(1, min(T, INFER_INPUT_BYTES // (F * R * dtype.itemsize)))
     ws_x = np.empty((slots, TB * F * R), dtype=dtype)
-    with kernel_context():
-        _stack_predict(cell, L, N, batch, n_chunks, T, F, H, O, _flat(X), A, a_offsets,
-                       _flat(np.ascontiguousarray(head_w, dtype=dtype)),
-                       np.ascontiguousarray(head_b, dtype=dtype), _flat(out), ws_b, ws_c,
-                       ws_z, ws_x, TB, _use_blas(use_blas, H), dtype.type(1))
+    args = (cell, L, N, batch, n_chunks, T, F, H, O, _flat(X), A, AT, a_offsets,
+            _flat(np.ascontiguousarray(head_w, dtype=dtype)),
+            np.ascontiguousarray(head_b, dtype=dtype), _flat(out), ws_b, ws_c, ws_z, ws_x, TB,
+            _use_blas(use_blas, H), dtype.type(1))
+    if slots == 1:  # one chunk per batch: no parallel region to start
+        _stack_predict_serial(*args)
+    else:  # no BLAS inside: only the scheduling to set (see kernel_context)
+        old_chunksize = set_parallel_chunksize(1)
+        try:
+            _stack_predict(*args)
+        finally:
+            set_parallel_chunksize(old_chunksize)
     return out
