@@ -134,3 +134,102 @@ def test_save_replaces_the_file_only_when_complete(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temporary left
     monkeypatch.undo()
     np.testing.assert_array_equal(RNNRegressor.load(path).predict(X), model.predict(X))
+
+
+def test_interrupted_partial_fit_leaves_the_model_as_it_was(monkeypatch):
+    model, X, y = fitted()
+    before = snapshot(model)
+    interrupt_at(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        model.partial_fit(X, y)
+    assert snapshot(model) == before
+    monkeypatch.undo()
+    model.partial_fit(X, y)
+    assert model.n_iter_ == FAST["max_iter"] + 1
+
+
+def test_interrupt_during_validation_keeps_counters_of_the_kept_epoch(monkeypatch):
+    X, y = data(n=120)
+    calls = {"n": 0}
+    real = network.predict
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the validation of the third epoch, after its batches
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(network, "predict", interrupting)
+    model = RNNRegressor(hidden_size=8, max_iter=10, early_stopping=True,
+                         validation_fraction=0.25, n_iter_no_change=20, batch_size=30,
+                         random_state=0)
+    with pytest.warns(UserWarning, match="interrupted by user"):
+        model.fit(X, y)
+    assert model.n_iter_ == len(model.loss_curve_) == len(model.history_) == 2
+    assert len(model.validation_scores_) == 2
+    assert model.t_ == 2 * 90
+    best = int(np.argmax(model.validation_scores_)) + 1
+    assert model._optimizer_state["t"] == best * 3
+
+
+def test_continuing_after_an_interrupt_is_continuing_after_that_many_epochs(monkeypatch):
+    X, y = data()
+    params = dict(FAST, warm_start=True, batch_size=20)  # the shuffles matter
+    interrupt_at(monkeypatch, 10)  # four batches per epoch: during the third epoch
+    interrupted = RNNRegressor(**params)
+    with pytest.warns(UserWarning, match="interrupted by user"):
+        interrupted.fit(X, y)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        two = RNNRegressor(**dict(params, max_iter=2)).fit(X, y)
+        two.set_params(max_iter=FAST["max_iter"])
+        interrupted.fit(X, y)  # shuffles as if the first fit had stopped at two epochs
+        two.fit(X, y)
+    np.testing.assert_array_equal(interrupted._params, two._params)
+    assert interrupted.loss_curve_ == two.loss_curve_
+    assert interrupted.t_ == two.t_
+
+
+def test_a_ctrl_c_during_an_epochs_record_takes_effect_after_it(monkeypatch):
+    import signal
+
+    X, y = data()
+    calls = {"n": 0}
+    real = training.CpuRunner.checkpoint
+
+    def checkpoint(self, name):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second epoch's "last_good", in the middle of its record
+            signal.raise_signal(signal.SIGINT)
+        return real(self, name)
+
+    monkeypatch.setattr(training.CpuRunner, "checkpoint", checkpoint)
+    model = RNNRegressor(**FAST)
+    with pytest.warns(UserWarning, match="interrupted by user"):
+        model.fit(X, y)
+    assert model.n_iter_ == len(model.history_) == 2
+    assert model._optimizer_state["t"] == 2  # the weights are those of epoch 2 too
+
+
+def test_divergence_keeps_the_shuffles_of_the_last_good_epoch(monkeypatch):
+    X, y = data()
+    calls = {"n": 0}
+    real = network.loss_and_grad
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        value, grad = real(*args, **kwargs)
+        return (float("nan") if calls["n"] == 3 else value), grad
+
+    monkeypatch.setattr(network, "loss_and_grad", flaky)
+    model = RNNRegressor(**FAST)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        model.fit(X, y)
+    monkeypatch.undo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        two = RNNRegressor(**dict(FAST, max_iter=2)).fit(X, y)
+    assert model.n_iter_ == 2
+    kept, ran = model._fit_state.random_state.get_state(), two._fit_state.random_state.get_state()
+    assert (kept[1] == ran[1]).all() and kept[2] == ran[2]

@@ -4,12 +4,15 @@ __version__ = "0.1.0"
 
 from tsrnn.estimator import RNNRegressor, TrainingDivergedError  # noqa: E402
 
-__all__ = ["RNNForecaster", "RNNRegressor", "TrainingDivergedError", "__version__", "backtest"]
+__all__ = ["RNNForecaster", "RNNRegressor", "TrainingDivergedError", "__version__", "backtest",
+           "warmup"]
 
 # RNNForecaster and backtest live in tsrnn.forecasting, which imports pandas' time
 # machinery and sklearn.linear_model (~0.3 s). They are loaded on first access
 # (PEP 562), so `import tsrnn; tsrnn.RNNRegressor().fit(...)` does not pay for them.
-_LAZY = {"RNNForecaster": "tsrnn.forecasting", "backtest": "tsrnn.forecasting"}
+# warmup (tsrnn._warmup) compiles the kernels ahead of time; loaded the same way.
+_LAZY = {"RNNForecaster": "tsrnn.forecasting", "backtest": "tsrnn.forecasting",
+         "warmup": "tsrnn._warmup"}
 
 
 def __getattr__(name):

@@ -263,6 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("datasets", help="list the shipped datasets",
                         description="List the datasets shipped with tsrnn.")
 
+    wu = commands.add_parser(
+        "warmup", help="compile the kernels ahead of time (e.g. in a Docker build)",
+        description=("Compile (or load from Numba's cache) every kernel that fit and "
+                     "predict use, so that later processes start warm; prints where the "
+                     "compiled code is cached (NUMBA_CACHE_DIR chooses the folder)."),
+        formatter_class=_HelpFormatter)
+    wu.add_argument("--dtype", dest="dtypes", action="append",
+                    choices=("float32", "float64"),
+                    help="dtype to compile for; repeat for both (default: float32)")
+
     fc = commands.add_parser(
         "forecast",
         help="fit, backtest against baselines and forecast a series (or many)",
@@ -1055,10 +1065,23 @@ def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
 # ---------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------
+def _cmd_warmup(args: argparse.Namespace, console: _Console) -> int:
+    from tsrnn._warmup import warmup
+
+    dtypes = tuple(dict.fromkeys(args.dtypes or ["float32"]))
+    report = warmup(dtypes, verbose=len(dtypes) > 1)
+    what = (f"{len(report['compiled'])} functions compiled" if report["compiled"]
+            else "all loaded from the cache")
+    console.result(f"kernels ready for {', '.join(report['dtypes'])} in "
+                   f"{report['seconds']:.1f} s ({what}); cache: {report['cache_dir']}")
+    return 0
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, _Console], int]] = {
     "datasets": _cmd_datasets,
     "forecast": _cmd_forecast,
     "predict": _cmd_predict,
+    "warmup": _cmd_warmup,
 }
 
 

@@ -8,13 +8,15 @@ loop lives in :mod:`tsrnn.training`, the file format in :mod:`tsrnn.persistence`
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from tsrnn import network, persistence, training
+from tsrnn import _warmup, network, persistence, training
 from tsrnn._kernels.optim import Optimizer
 from tsrnn._validation import (
     Boolean,
@@ -32,6 +34,162 @@ __all__ = ["RNNRegressor", "TrainingDivergedError"]
 #: Identifies files written by :meth:`RNNRegressor.save`.
 FILE_FORMAT = persistence.REGRESSOR_FORMAT
 FILE_FORMAT_VERSION = persistence.FORMAT_VERSION
+
+
+#: Constructor parameters that shape the network; recorded at fit (``_architecture``).
+ARCHITECTURE = ("cell", "hidden_size", "num_layers", "nonlinearity", "dtype")
+
+#: predict works through X in blocks of rows, a multiple of this: network.predict's
+#: batch (1024 rows), so that the kernel meets exactly the batches of a whole-array
+#: call and every row's bits are those of predicting X at once.
+PREDICT_ALIGN = 1024
+#: About this many bytes of float64 per block (validated, scaled, predicted together).
+PREDICT_BLOCK_BYTES = 16 * 2 ** 20
+#: Inputs with at most this many values may take predict's fast path.
+FAST_PATH_MAX_VALUES = 2 ** 16
+#: Fewer rows than this make one chunk of the inference kernel whatever the thread
+#: count (each chunk has at least network.MIN_INFER_CHUNK_ROWS rows), so predict runs
+#: them on one thread: waking a second one costs 0.1-10 ms on a busy machine.
+SINGLE_CHUNK_ROWS = 2 * network.MIN_INFER_CHUNK_ROWS
+
+
+def _predict_blocks(n: int, values_per_row: int):
+    """(start, stop) of predict's blocks: PREDICT_ALIGN-multiples of rows, the last
+    one taking a remainder shorter than PREDICT_ALIGN."""
+    rows = PREDICT_BLOCK_BYTES // (8 * max(1, values_per_row))
+    rows = max(PREDICT_ALIGN, rows // PREDICT_ALIGN * PREDICT_ALIGN)
+    starts = list(range(0, n, rows)) or [0]
+    if len(starts) > 1 and n - starts[-1] < PREDICT_ALIGN:
+        starts.pop()
+    return [(a, b) for a, b in zip(starts, starts[1:] + [n])]
+
+
+def _scaling_advice(standardize: bool, first_pass: bool, dtype) -> str:
+    if not standardize:
+        return (" Set standardize=True, use dtype='float64', or rescale it."
+                if dtype == np.float32 else " Set standardize=True or rescale it.")
+    if first_pass:
+        return " Rescale it."
+    return (" The model scales with the statistics of its first fit; these values lie "
+            "far outside them: rescale, or refit with warm_start=False.")
+
+
+class _FittedPredictor:
+    """What predict needs from a fit, derived once per fit instead of per call: the
+    layout, the weights, the scaling, the kernel's cell code and the fitted input
+    shape. Lives in :data:`_RUNTIMES`, never on the estimator (pickle, clone)."""
+
+    __slots__ = (
+        "advice",
+        "architecture",
+        "cell_id",
+        "dtype",
+        "layout",
+        "n_features",
+        "n_input_features",
+        "n_outputs",
+        "names",
+        "ndim",
+        "params",
+        "scaling",
+        "state",
+        "x_mean",
+        "x_scale",
+        "y_mean",
+        "y_scale",
+    )
+
+    def __init__(self, est: "RNNRegressor"):
+        d = est.__dict__
+        self.state = d["_fit_state"]
+        self.params = self.state.params
+        self.x_mean, self.x_scale = d["_x_mean"], d["_x_scale"]
+        self.y_mean, self.y_scale = d["_y_mean"], d["_y_scale"]
+        self.architecture = d.get("_architecture")
+        self.n_outputs = d["n_outputs_"]
+        self.ndim = d.get("_input_ndim")
+        self.n_input_features = d["_n_input_features"]
+        # the fast path checks committed attributes only (n_features_in_ is rewritten
+        # at the start of a fit in another thread)
+        self.n_features = (self.n_input_features if self.ndim == 3
+                           else d.get("n_timesteps_in_"))
+        self.names = d.get("feature_names_in_")
+        self.layout = est._layout()
+        arch = est._fitted_architecture()
+        self.cell_id = network.cell_code(arch["cell"], arch["nonlinearity"])
+        self.dtype = self.params.dtype
+        self.scaling = training.Standardization(self.x_mean, self.x_scale, self.y_mean,
+                                                self.y_scale)
+        self.advice = (" The model was fitted on data with per-feature means "
+                       f"{np.array2string(self.x_mean, precision=3, threshold=6)} and "
+                       "standard deviations "
+                       f"{np.array2string(self.x_scale, precision=3, threshold=6)}: rescale X.")
+
+    def is_current(self, est: "RNNRegressor") -> bool:
+        d = est.__dict__
+        state = d.get("_fit_state")
+        return (state is self.state and state.params is self.params
+                and d.get("_x_mean") is self.x_mean and d.get("_x_scale") is self.x_scale
+                and d.get("_y_mean") is self.y_mean and d.get("_y_scale") is self.y_scale
+                and d.get("_architecture") is self.architecture
+                and d.get("n_outputs_") == self.n_outputs
+                and d.get("_input_ndim") == self.ndim
+                and d.get("_n_input_features") == self.n_input_features
+                and d.get("feature_names_in_") is self.names)
+
+    def fast_input(self, X):
+        """``X`` as (n, T, F) when it is a small, native-float, C-contiguous ndarray of
+        the fitted shape with finite values (what the full validation would accept
+        unchanged); None otherwise, and the full validation decides (and words any
+        error)."""
+        if (type(X) is not np.ndarray or self.names is not None or X.ndim != self.ndim
+                or X.dtype.char not in "fd" or not X.dtype.isnative
+                or not X.flags.c_contiguous or X.size > FAST_PATH_MAX_VALUES
+                or X.shape[0] < 1):
+            return None
+        if X.ndim == 2:
+            if X.shape[1] != self.n_features:
+                return None
+            X = X[:, :, None]
+        elif X.shape[1] < 1 or X.shape[2] != self.n_features:
+            return None
+        if not np.isfinite(X).all():
+            return None
+        return X
+
+
+class _Runtime:
+    """Per-estimator locks and predict cache (see :func:`_runtime`)."""
+
+    __slots__ = ("__weakref__", "commit_lock", "fit_lock", "predictor")
+
+    def __init__(self):
+        self.fit_lock = threading.RLock()  # one fit/partial_fit at a time
+        self.commit_lock = threading.Lock()  # fitted attributes change all at once
+        self.predictor = None
+
+
+#: Runtime objects by estimator, outside the estimators so that pickling, clone and
+#: deepcopy never see a lock (a copy gets its own).
+_RUNTIMES: "weakref.WeakKeyDictionary[RNNRegressor, _Runtime]" = weakref.WeakKeyDictionary()
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def _runtime(est) -> _Runtime:
+    try:
+        return _RUNTIMES[est]
+    except KeyError:
+        with _RUNTIMES_LOCK:
+            return _RUNTIMES.setdefault(est, _Runtime())
+
+
+
+def _native(value):
+    """A NumPy scalar hyperparameter as the Python number it holds: under NumPy 2's
+    promotion rules ``np.float32(lr) * x`` stays float32, so a float32 learning rate
+    would train differently from the same value written as a Python float (and from
+    the model after a save/load round trip)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class RNNRegressor(RegressorMixin, BaseEstimator):
@@ -172,6 +330,15 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
     length may differ between ``fit`` and ``predict``; with 2-D input the column
     count must match, as scikit-learn requires.
 
+    ``set_params`` on a fitted model affects the next fit only: ``predict`` uses the
+    architecture (``cell``, ``hidden_size``, ``num_layers``, ``nonlinearity``,
+    ``dtype``) the model was fitted with, and continuing it with another one
+    (``partial_fit``, ``warm_start=True``) is a ``ValueError``. Calls of ``fit`` and
+    ``partial_fit`` on one estimator from several threads run one after another.
+    Parameters whose training buffers cannot fit in memory are refused before any
+    allocation (:class:`tsrnn.training.InsufficientMemoryError`, a ``MemoryError``
+    and a ``ValueError``).
+
     References
     ----------
     Hochreiter and Schmidhuber, "Long short-term memory", Neural Computation, 1997.
@@ -303,13 +470,17 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------ validation
 
-    def _validate_input(self, X, y=None, *, reset: bool):
+    def _validate_input(self, X, y=None, *, reset: bool, keep_integers: bool = False):
         """Validated ``X`` as (n, T, F) float array (and ``y`` as (n, O)).
 
         Records ``n_features_in_``/``feature_names_in_``/``n_timesteps_in_`` on
-        reset; otherwise checks the feature axis against them.
+        reset; otherwise checks the feature axis against them. ``keep_integers``
+        leaves an integer or boolean ndarray as it is instead of copying it to float64
+        (predict converts it block by block, to the same values).
         """
         dtype = (np.float64, np.float32)
+        if keep_integers and isinstance(X, np.ndarray) and X.dtype.kind in "iub":
+            dtype = None
         ndim = getattr(X, "ndim", None)
         if ndim is None and not hasattr(X, "__array__"):
             try:
@@ -450,6 +621,13 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
 
 
     def _fit(self, X, y, incremental: bool):
+        # One fit at a time per estimator: partial_fit calls from two threads both
+        # count instead of one silently overwriting the other's result.
+        runtime = _runtime(self)
+        with runtime.fit_lock, _warmup.compile_guard("fit"):
+            return self._fit_serialised(X, y, incremental, runtime)
+
+    def _fit_serialised(self, X, y, incremental, runtime):
         self._check_params()
         if y is None:
             raise ValueError(
@@ -457,6 +635,8 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             )
         fitted = hasattr(self, "_fit_state")
         first_pass = not fitted or (not self.warm_start and not incremental)
+        if not first_pass:
+            self._check_same_architecture(incremental)
         device = self._resolve_device()
 
         # Validation records input attributes; put them back if anything fails, so
@@ -476,8 +656,10 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             self._restore_inputs(saved_inputs)
             raise
         fitted_attributes["_input_ndim"] = input_ndim
-        for name, value in fitted_attributes.items():
-            setattr(self, name, value)
+        # all at once for predict in other threads; a Ctrl-C takes effect after it
+        with runtime.commit_lock, _warmup.sigint_deferred():
+            for name, value in fitted_attributes.items():
+                setattr(self, name, value)
         return self
 
     def _restore_inputs(self, saved_inputs):
@@ -487,6 +669,39 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             elif hasattr(self, k):
                 delattr(self, k)
 
+    # ---------------------------------------------------------- architecture
+
+    def _current_architecture(self) -> dict:
+        """The parameters that shape the network, as set now."""
+        return {"cell": self.cell, "hidden_size": int(self.hidden_size),
+                "num_layers": int(self.num_layers), "nonlinearity": self.nonlinearity,
+                "dtype": str(self.dtype)}
+
+    def _fitted_architecture(self) -> dict:
+        """The architecture the weights were trained with, recorded at fit (and by
+        :meth:`load_state_dict`); models pickled before it was recorded use the
+        current parameters."""
+        return self.__dict__.get("_architecture") or self._current_architecture()
+
+    def _check_same_architecture(self, incremental: bool) -> None:
+        """Continuing a fit needs the architecture its weights belong to."""
+        fitted, now = self._fitted_architecture(), self._current_architecture()
+        keys = [k for k in ARCHITECTURE if k != "nonlinearity" or "rnn" in (fitted["cell"],
+                                                                              now["cell"])]
+        changed = [f"{k} from {fitted[k]!r} to {now[k]!r}" for k in keys
+                   if fitted[k] != now[k]]
+        if not changed:
+            return
+        how = "partial_fit" if incremental else "fit with warm_start=True"
+        raise ValueError(
+            f"{how} continues the fitted model, but its architecture changed since it "
+            f"was fitted ({', '.join(changed)}) and its weights do not carry over. Refit "
+            "with warm_start=False (fit, not partial_fit) to train the new architecture, "
+            "or set the parameters back."
+        )
+
+    # ------------------------------------------------------------- training
+
     def _train(self, X, y, *, first_pass, incremental, device) -> dict:
         """Train through :mod:`tsrnn.training`; returns every attribute to set,
         touching nothing on ``self``."""
@@ -494,28 +709,36 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         n_val = training.validation_size(X.shape[0], self.early_stopping,
                                          self.validation_fraction, incremental)
         n_train = X.shape[0] - n_val
+        batch_size = training.resolve_batch_size(self.batch_size, n_train)
         if first_pass:
-            scaling = training.Standardization.fit(X[:n_train], y[:n_train], self.standardize)
             layout = network.ParameterLayout(self.cell, X.shape[2], self.hidden_size,
                                              self.num_layers, y.shape[1])
-            state = training.start_fresh(layout, self.random_state, dtype,
-                                         self._new_optimizer, self.early_stopping)
         else:
-            scaling = self._scaling()
             layout = self._layout()
             if layout.input_size != X.shape[2]:
                 raise ValueError(
                     f"X has {X.shape[2]} features, but RNNRegressor is expecting "
                     f"{layout.input_size} features as input."
                 )
+        # before anything of the size of the model is allocated
+        training.check_fit_memory(layout, n_train, X.shape[1], batch_size, self.bptt_steps,
+                                  dtype, type(self).__name__)
+        if first_pass:
+            scaling = training.Standardization.fit(X[:n_train], y[:n_train], self.standardize)
+            state = training.start_fresh(layout, self.random_state, dtype,
+                                         self._new_optimizer, self.early_stopping)
+        else:
+            scaling = self._scaling()
             state = training.resume(self._fit_state, dtype, self._new_optimizer,
                                     self.early_stopping)
-        Xs, ys = scaling.transform_X(X, dtype), scaling.transform_y(y, dtype)
+        advice = _scaling_advice(self.standardize, first_pass, dtype)
+        Xs = scaling.transform_X(X, dtype, advice)
+        ys = scaling.transform_y(y, dtype, advice)
         y_val = ys[n_train:]
         settings = training.LoopSettings(
             max_epochs=1 if incremental else self.max_iter,
-            batch_size=training.resolve_batch_size(self.batch_size, n_train),
-            shuffle=self.shuffle, tol=self.tol, n_iter_no_change=self.n_iter_no_change,
+            batch_size=batch_size,
+            shuffle=self.shuffle, tol=_native(self.tol), n_iter_no_change=self.n_iter_no_change,
             adaptive=self.learning_rate == "adaptive", incremental=incremental,
             max_iter=self.max_iter, verbose=self.verbose,
             n_threads=_effective_threads(self.n_jobs),
@@ -526,14 +749,21 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             validate=(lambda pred: (network.loss_value_and_grad(self.loss, pred, y_val)[0],
                                     _r2(y_val, pred))) if n_val else None,
         )
+        y_train = ys[:n_train]
+        null_loss = network.loss_value_and_grad(
+            self.loss, np.broadcast_to(y_train.mean(axis=0, dtype=np.float64), y_train.shape),
+            y_train)[0]
         runner = training.make_runner(
             device, layout, state, network.cell_code(self.cell, self.nonlinearity),
-            Xs[:n_train], ys[:n_train], Xs[n_train:] if n_val else None, loss=self.loss,
-            alpha=self.alpha, clip_norm=self.clip_norm, bptt_steps=self.bptt_steps,
-            dropout=self.dropout,
+            Xs[:n_train], y_train, Xs[n_train:] if n_val else None, loss=self.loss,
+            alpha=_native(self.alpha), clip_norm=_native(self.clip_norm), bptt_steps=self.bptt_steps,
+            dropout=self.dropout, null_loss=null_loss,
         )
         state = training.fit_loop(state, runner, settings, n_train,
                                   have_good_start=not first_pass)
+        # a model from load_state_dict has no sequence length yet: its first fit sets it
+        keep_timesteps = (not first_pass
+                          and getattr(self, "n_timesteps_in_", None) is not None)
         return {
             "_fit_state": state,
             "_x_mean": scaling.x_mean,
@@ -543,12 +773,14 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             "_n_input_features": X.shape[2],
             "device_": device,
             "n_outputs_": y.shape[1],
-            "n_timesteps_in_": X.shape[1] if first_pass else self.n_timesteps_in_,
+            "n_timesteps_in_": self.n_timesteps_in_ if keep_timesteps else X.shape[1],
             **self._public_history(state),
         }
 
     def _public_history(self, state: training.FitState) -> dict:
-        """The fitted attributes that describe training, from the fit's state."""
+        """The fitted attributes that describe training, from the fit's state, and the
+        architecture trained (the current parameters: a resumed fit checked that they
+        did not change). :meth:`load_state_dict` sets these on a model it creates."""
         curve = state.loss_curve
         return {
             "loss_curve_": curve,
@@ -560,19 +792,25 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
             "history_": state.history,
             "n_iter_": len(curve),
             "t_": state.samples_seen,
+            "_architecture": self._current_architecture(),
         }
 
     # --------------------------------------------------------------- helpers
 
     def _new_optimizer(self, size, dtype):
-        return Optimizer(self.solver, size, dtype, learning_rate=self.learning_rate_init,
-                         momentum=self.momentum, nesterov=self.nesterovs_momentum,
-                         beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon,
-                         rho=self.beta_2 if self.solver == "rmsprop" else 0.99)
+        return Optimizer(self.solver, size, dtype,
+                         learning_rate=_native(self.learning_rate_init),
+                         momentum=_native(self.momentum), nesterov=self.nesterovs_momentum,
+                         beta_1=_native(self.beta_1), beta_2=_native(self.beta_2),
+                         epsilon=_native(self.epsilon),
+                         rho=_native(self.beta_2) if self.solver == "rmsprop" else 0.99)
 
     def _layout(self) -> network.ParameterLayout:
-        return network.ParameterLayout(self.cell, self._n_input_features, self.hidden_size,
-                                       self.num_layers, self.n_outputs_)
+        """The fitted network's layout (architecture recorded at fit)."""
+        arch = self._fitted_architecture()
+        return network.ParameterLayout(arch["cell"], self._n_input_features,
+                                       arch["hidden_size"], arch["num_layers"],
+                                       self.n_outputs_)
 
     def _scaling(self) -> training.Standardization:
         return training.Standardization(self._x_mean, self._x_scale, self._y_mean,
@@ -605,6 +843,11 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         a machine without a GPU, on the CPU from the same NumPy weights (equal to
         rounding).
 
+        Memory beyond the result is bounded by a block of rows (a few thousand
+        windows, at most about 16 MiB of float64), not by the number of samples.
+        Prediction always uses the architecture the model was fitted with, whatever
+        ``set_params`` changed since.
+
         Parameters
         ----------
         X : array-like of shape (n_samples, n_timesteps, n_features) or (n_samples, n_timesteps)
@@ -614,24 +857,44 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             float64 predictions in the units of ``y``.
         """
-        check_is_fitted(self, "_fit_state")
-        X, _, _ = self._validate_input(X, reset=False)
-        params = self._params
-        Xs = self._scaling().transform_X(X, params.dtype)
-        cell_id = network.cell_code(self.cell, self.nonlinearity)
+        if "_fit_state" not in self.__dict__:
+            check_is_fitted(self, "_fit_state")  # raises NotFittedError
+        runtime = _runtime(self)
+        with runtime.commit_lock:  # a consistent view of the fitted attributes
+            fitted = runtime.predictor
+            if fitted is None or not fitted.is_current(self):
+                fitted = runtime.predictor = _FittedPredictor(self)
+        with _warmup.compile_guard("predict"):
+            X3 = fitted.fast_input(X)
+            if X3 is not None:  # a small float ndarray of the fitted shape, validated
+                pred = self._predict_rows(fitted, X3)
+            else:
+                X3, _, _ = self._validate_input(X, reset=False, keep_integers=True)
+                pred = np.empty((X3.shape[0], fitted.n_outputs))
+                for start, stop in _predict_blocks(X3.shape[0], X3.shape[1] * X3.shape[2]):
+                    pred[start:stop] = self._predict_rows(fitted, X3[start:stop])
+        return pred.ravel() if fitted.n_outputs == 1 else pred
+
+    def _predict_rows(self, fitted: "_FittedPredictor", X3: np.ndarray) -> np.ndarray:
+        """Scale a block of validated (n, T, F) rows, run the network, scale back."""
+        Xs = fitted.scaling.transform_X(X3, fitted.dtype, fitted.advice)
         if self._predicts_on_gpu():
             from tsrnn import cuda_backend
 
-            pred = cuda_backend.predict(self._layout(), params, Xs, cell_id=cell_id)
+            out = cuda_backend.predict(fitted.layout, fitted.params, Xs,
+                                       cell_id=fitted.cell_id)
         else:
-            with training.numba_threads(_effective_threads(self.n_jobs)), KERNEL_LOCK:
-                pred = network.predict(self._layout(), params, Xs, cell_id=cell_id)
-        pred = self._scaling().inverse_y(pred)
-        return pred.ravel() if self.n_outputs_ == 1 else pred
+            n_threads = _effective_threads(self.n_jobs)
+            if Xs.shape[0] < SINGLE_CHUNK_ROWS:
+                n_threads = 1  # one chunk whatever the threads: wake none
+            with training.numba_threads(n_threads), KERNEL_LOCK:
+                out = network.predict(fitted.layout, fitted.params, Xs,
+                                      cell_id=fitted.cell_id)
+        return fitted.scaling.inverse_y(out)
 
     def _predicts_on_gpu(self) -> bool:
         # models fitted before device_ existed trained on the CPU
-        if getattr(self, "device_", "cpu") != "cuda" or self.device == "cpu":
+        if self.__dict__.get("device_", "cpu") != "cuda" or self.device == "cpu":
             return False
         from tsrnn import cuda_backend
 
@@ -713,7 +976,7 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         self.n_timesteps_in_ = None
         self._input_ndim = 3
         self._fit_state = training.FitState(
-            params=flat, optimizer=None, learning_rate=self.learning_rate_init,
+            params=flat, optimizer=None, learning_rate=_native(self.learning_rate_init),
             random_state=check_random_state(self.random_state),
         )
         for name, value in self._public_history(self._fit_state).items():

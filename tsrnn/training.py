@@ -15,8 +15,14 @@ so an estimator that commits the returned state only at the end stays as it was 
 a fit fails.
 
 Checkpoints hold the weights *and* the optimiser's state, so whichever epoch is kept
-(the best on validation, or the last finite one after a divergence or an interrupt),
-the weights and the optimiser that produced them stay consistent.
+(the best on validation, or the last good one after a divergence or an interrupt),
+the weights and the optimiser that produced them stay consistent; the counters,
+history and random state go back to that epoch with them (:func:`fit_loop`).
+
+A divergence is a loss that is not finite or exceeds ``DIVERGENCE_FACTOR`` times the
+fit's reference loss (:class:`DivergenceRule`). Scaling never overflows silently
+(:class:`Standardization`), and :func:`check_fit_memory` refuses parameters whose
+buffers cannot fit in the machine's memory before anything is allocated.
 """
 
 from __future__ import annotations
@@ -37,11 +43,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from tsrnn import network
+from tsrnn._kernels import cpu
 from tsrnn._kernels.optim import Optimizer, clip_grad_norm
 
-__all__ = ["CpuRunner", "CudaRunner", "FitState", "LoopSettings", "Standardization",
-           "TrainingDivergedError", "effective_threads", "fit_loop", "resume",
-           "start_fresh"]
+__all__ = ["CpuRunner", "CudaRunner", "DivergenceRule", "FitState",
+           "InsufficientMemoryError", "LoopSettings", "Standardization",
+           "TrainingDivergedError", "check_fit_memory", "effective_threads", "fit_loop",
+           "resume", "start_fresh"]
 
 #: Numba's default "workqueue" threading layer aborts the process when two Python
 #: threads launch parallel kernels at once; fits in threads (joblib's threading
@@ -78,18 +86,23 @@ def effective_threads(n_jobs: int | None) -> int:
 
 
 class numba_threads:
-    """Context manager: ``numba.set_num_threads(n)`` inside, the previous count after."""
+    """Context manager: ``numba.set_num_threads(n)`` inside, the previous count after
+    (neither call is made when the count is already ``n``)."""
+
+    __slots__ = ("n", "previous")
 
     def __init__(self, n: int):
         self.n = n
 
     def __enter__(self):
         self.previous = numba.get_num_threads()
-        numba.set_num_threads(self.n)
+        if self.previous != self.n:
+            numba.set_num_threads(self.n)
         return self
 
     def __exit__(self, *exc):
-        numba.set_num_threads(self.previous)
+        if self.previous != self.n:
+            numba.set_num_threads(self.previous)
         return False
 
 
@@ -98,12 +111,38 @@ class numba_threads:
 # --------------------------------------------------------------------------
 
 
+#: Rows of X are scaled a block at a time, so that the float64 temporaries of scaling
+#: take about this many bytes rather than two float64 copies of the whole input.
+SCALE_BLOCK_BYTES = 8 * 2 ** 20
+
+
+def _moments(A: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation over ``axis``, as NumPy computes them; where those
+    overflow (finite data beyond about 1e154, or 1.8e19 in float32: the squares or the
+    sums leave the range), recomputed in float64 on the data divided by their largest
+    magnitude, which cannot overflow. Data in range keep NumPy's bits."""
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is handled below
+        mean, std = A.mean(axis=axis), A.std(axis=axis)
+    if np.all(np.isfinite(mean)) and np.all(np.isfinite(std)):
+        return mean, std
+    peak = np.max(np.abs(A), axis=axis, keepdims=True).astype(np.float64)
+    peak[peak == 0] = 1.0
+    scaled = A / peak
+    peak = peak.reshape(np.shape(mean))
+    return scaled.mean(axis=axis) * peak, scaled.std(axis=axis) * peak
+
+
 @dataclass(frozen=True)
 class Standardization:
     """Per-feature input and per-output target scaling, fitted on the training part.
 
     ``transform`` maps raw arrays to what the network sees; ``inverse_y`` maps network
     outputs back. Identity (zeros and ones) when standardisation is off.
+
+    Overflow is an error naming its cause, never a silent inf: statistics of finite
+    data always come out finite (:func:`_moments`), and a scaled array that leaves the
+    range of its dtype, or predictions that overflow on the way back to the units of
+    ``y``, raise ``ValueError``.
     """
 
     x_mean: np.ndarray
@@ -116,10 +155,8 @@ class Standardization:
         """From the training part: ``X`` (n, T, F), ``y`` (n, O)."""
         if not enabled:
             return cls.identity(X.shape[2], y.shape[1])
-        x_mean = X.mean(axis=(0, 1))
-        x_scale = X.std(axis=(0, 1))
-        y_mean = y.mean(axis=0)
-        y_scale = y.std(axis=0)
+        x_mean, x_scale = _moments(X, (0, 1))
+        y_mean, y_scale = _moments(y, 0)
         x_scale[x_scale == 0] = 1.0
         y_scale[y_scale == 0] = 1.0
         return cls(*(np.asarray(a, dtype=np.float64) for a in (x_mean, x_scale, y_mean,
@@ -130,14 +167,87 @@ class Standardization:
         return cls(np.zeros(n_features), np.ones(n_features), np.zeros(n_outputs),
                    np.ones(n_outputs))
 
-    def transform_X(self, X: np.ndarray, dtype) -> np.ndarray:
-        return np.ascontiguousarray((X - self.x_mean) / self.x_scale, dtype=dtype)
+    @property
+    def is_identity(self) -> bool:
+        return (not np.any(self.x_mean) and bool(np.all(self.x_scale == 1))
+                and not np.any(self.y_mean) and bool(np.all(self.y_scale == 1)))
 
-    def transform_y(self, y: np.ndarray, dtype) -> np.ndarray:
-        return np.ascontiguousarray((y - self.y_mean) / self.y_scale, dtype=dtype)
+    def transform_X(self, X: np.ndarray, dtype, advice: str = "") -> np.ndarray:
+        """``(X - x_mean) / x_scale`` as a C-contiguous array of ``dtype``, computed in
+        float64 a block of rows at a time (the bits of a whole-array computation)."""
+        return _scaled(X, self.x_mean, self.x_scale, dtype, "X", advice)
+
+    def transform_y(self, y: np.ndarray, dtype, advice: str = "") -> np.ndarray:
+        return _scaled(y, self.y_mean, self.y_scale, dtype, "y", advice)
 
     def inverse_y(self, y: np.ndarray) -> np.ndarray:
-        return y.astype(np.float64) * self.y_scale + self.y_mean
+        """Network outputs (n, O) back in the units of ``y``, float64; ValueError if
+        they are not finite or overflow."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = y.astype(np.float64) * self.y_scale + self.y_mean
+        if not np.isfinite(out).all():
+            raise ValueError(_inverse_overflow_message(y, self))
+        return out
+
+
+def _scaled(A, mean, scale, dtype, name, advice):
+    """``(A - mean) / scale`` in float64, cast to ``dtype`` (C order), in blocks of
+    rows; a value that overflows is a ValueError naming ``name``."""
+    dtype = np.dtype(dtype)
+    n = A.shape[0]
+    rows = max(1, SCALE_BLOCK_BYTES // (8 * max(1, A.size // max(1, n))))
+    with np.errstate(over="ignore", invalid="ignore"):
+        if n <= rows:  # one block (predict's fast path): no copy beyond the result
+            out = np.ascontiguousarray((A - mean) / scale, dtype=dtype)
+            if not np.isfinite(out).all():
+                out = _scaled_in_range(A, mean, scale, dtype, name, advice)
+            return out
+        out = np.empty(A.shape, dtype=dtype)
+        for start in range(0, n, rows):
+            block = out[start:start + rows]
+            shifted = A[start:start + rows] - mean  # one float64 temporary per block
+            block[...] = np.divide(shifted, scale, out=shifted)
+            if not np.isfinite(block).all():
+                block[...] = _scaled_in_range(A[start:start + rows], mean, scale, dtype,
+                                              name, advice)
+    return out
+
+
+def _scaled_in_range(A, mean, scale, dtype, name, advice):
+    """The values whose ``A - mean`` overflowed float64 (finite data near the ends of
+    the range, on both sides of the mean) as ``A / scale - mean / scale``; the others
+    as computed first. ValueError if a value still overflows ``dtype``."""
+    plain = (A - mean) / scale
+    wide = ~np.isfinite(plain)
+    if wide.any():
+        plain[wide] = (A / scale - mean / scale)[wide]
+    out = np.ascontiguousarray(plain, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(_scaling_overflow_message(A, mean, scale, dtype, name, advice))
+    return out
+
+
+def _scaling_overflow_message(A, mean, scale, dtype, name, advice):
+    with np.errstate(over="ignore", invalid="ignore"):
+        peak = float(np.max(np.abs(A)))
+        z = float(np.max(np.abs(np.asarray(A, dtype=np.float64) - mean) / scale))
+    identity = not np.any(mean) and bool(np.all(scale == 1))
+    what = "" if identity else f" after standardisation ({z:.3g} after scaling)"
+    return (f"{name} has values that overflow {dtype.name}{what}: the largest |{name}| is "
+            f"{peak:.3g} and {dtype.name} holds up to {np.finfo(dtype).max:.3g}.{advice}")
+
+
+def _inverse_overflow_message(pred, scaling):
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(pred)
+        if not np.all(finite):
+            return ("The network's outputs are not finite (NaN or infinity): its weights "
+                    "or the scaled inputs are out of range.")
+        peak = float(np.max(np.abs(pred.astype(np.float64))))
+    return (f"Predictions overflow float64 on the way back to the units of y: network "
+            f"outputs up to {peak:.3g} times the target scale up to "
+            f"{float(np.max(scaling.y_scale)):.3g} (plus a mean up to "
+            f"{float(np.max(np.abs(scaling.y_mean))):.3g}) exceed {np.finfo(np.float64).max:.3g}.")
 
 
 def validation_size(n_samples: int, early_stopping: bool, validation_fraction: float,
@@ -167,6 +277,110 @@ def resolve_batch_size(batch_size: int | str, n_train: int) -> int:
             "samples; it is clipped to the sample size.", UserWarning,
         )
     return min(batch_size, n_train)
+
+
+# --------------------------------------------------------------------------
+# memory: refuse what cannot fit before allocating it
+# --------------------------------------------------------------------------
+
+
+class InsufficientMemoryError(MemoryError, ValueError):
+    """The parameters imply more memory than the machine has (refused before any
+    allocation; catchable as MemoryError or ValueError)."""
+
+
+def memory_limit_bytes() -> int | None:
+    """The machine's physical memory, or the cgroup's limit when lower (None if
+    unknown)."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    limits = [v for v in limits if v > 0]
+    return min(limits) if limits else None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def fit_memory(layout: network.ParameterLayout, n_train: int, n_timesteps: int,
+               batch_size: int, bptt_steps: int | None, dtype) -> dict[str, int]:
+    """Bytes a CPU fit allocates, roughly, by cause.
+
+    ``parameters``: the flat weights, their gradient and per-chunk gradient parts, the
+    product matrices, the optimiser's state and two checkpoints of both (about
+    ``10 + chunks`` copies of the parameters). ``workspace``: what the forward keeps for
+    BPTT per batch, ``(K + 3) x rows x layers x (3H + 1 + max(F, H) + G'H)`` values with K
+    the kept steps. ``data``: the standardised training copy of X.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    H, L, F = layout.hidden_size, layout.num_layers, layout.input_size
+    G = 4 if layout.cell == "gru" else layout.gates
+    B = max(1, min(int(batch_size), int(n_train)))
+    per = cpu.train_chunk_rows(B, H)
+    chunks = -(-B // per)
+    rows = chunks * per
+    K = n_timesteps if bptt_steps is None else max(1, min(int(bptt_steps), n_timesteps))
+    per_step = 3 * H + 1 + max(F, H if L > 1 else 0) + G * H
+    return {
+        "parameters": layout.size * itemsize * (10 + chunks),
+        "workspace": (K + 3) * rows * L * per_step * itemsize,
+        "data": n_train * n_timesteps * F * itemsize,
+    }
+
+
+def check_fit_memory(layout: network.ParameterLayout, n_train: int, n_timesteps: int,
+                     batch_size: int, bptt_steps: int | None, dtype, owner: str,
+                     limit: int | None = None) -> None:
+    """Raise :class:`InsufficientMemoryError` naming the estimate and the parameter to
+    change when :func:`fit_memory` exceeds ``limit`` (default: the machine's memory)."""
+    limit = memory_limit_bytes() if limit is None else limit
+    if limit is None:
+        return
+    need = fit_memory(layout, n_train, n_timesteps, batch_size, bptt_steps, dtype)
+    total = sum(need.values())
+    if total <= limit:
+        return
+    cause = max(need, key=need.get)
+    have = f"more than the {format_bytes(limit)} of memory of this machine"
+    if cause == "parameters":
+        raise InsufficientMemoryError(
+            f"{owner} with hidden_size={layout.hidden_size}, num_layers={layout.num_layers} "
+            f"({layout.size:,} parameters for {layout.input_size} features and "
+            f"{layout.n_outputs} outputs) needs about {format_bytes(total)} to train, "
+            f"{format_bytes(need['parameters'])} of it for the parameters, their gradients "
+            f"and the optimiser's state, {have}. Lower hidden_size (or num_layers)."
+        )
+    if cause == "workspace":
+        raise InsufficientMemoryError(
+            f"{owner} needs about {format_bytes(total)} to train, "
+            f"{format_bytes(need['workspace'])} of it for the backpropagation workspace of "
+            f"batches of {min(batch_size, n_train)} sequences of {n_timesteps} steps "
+            f"(batch_size={batch_size}, n_timesteps={n_timesteps}, bptt_steps={bptt_steps}, "
+            f"hidden_size={layout.hidden_size}, num_layers={layout.num_layers}), {have}. "
+            "Lower batch_size, or set bptt_steps to backpropagate through fewer steps."
+        )
+    raise InsufficientMemoryError(
+        f"{owner} needs about {format_bytes(total)} to train, "
+        f"{format_bytes(need['data'])} of it for a {np.dtype(dtype).name} copy of the "
+        f"{n_train} training sequences of {n_timesteps} steps and {layout.input_size} "
+        f"features, {have}. Train on fewer or shorter sequences (partial_fit on parts "
+        "of the data), or use dtype='float32'."
+    )
 
 
 # --------------------------------------------------------------------------
@@ -276,63 +490,115 @@ def resume(previous: FitState, dtype, make_optimizer: Callable[[int, np.dtype], 
 # --------------------------------------------------------------------------
 
 
+#: A batch whose loss exceeds this many times the fit's reference loss counts as a
+#: divergence, as a NaN or infinite one does (see :class:`DivergenceRule`).
+DIVERGENCE_FACTOR = 1e4
+
+
+class DivergenceRule:
+    """Which batch losses count as diverged.
+
+    A loss diverged when it is not finite, or when it exceeds ``DIVERGENCE_FACTOR``
+    (1e4) times the *reference*: the larger of ``null_loss`` (the loss of predicting
+    the mean training target, given by the estimator) and the first non-zero batch loss
+    of this fit (the loss at its starting weights, to rounding). A model 1e4 times worse
+    than a constant, or than where the fit started (errors 100 times the targets'
+    spread for the squared error), is not trained but broken; with a finite-loss
+    criterion alone, an SGD divergence through 1e24 kept such an epoch as the "last
+    good" one. Normal training, spikes included, stays orders of magnitude below.
+    """
+
+    def __init__(self, null_loss: float | None = None):
+        self.null_loss = null_loss if null_loss is not None and math.isfinite(null_loss) \
+            else 0.0
+        self.reference = None
+
+    def exceeded(self, value: float) -> bool:
+        """Whether a finite batch loss ``value`` is above the limit (the first non-zero
+        loss sets the reference)."""
+        if self.reference is None:
+            reference = max(float(value), self.null_loss)
+            if reference > 0:
+                self.reference = reference
+            return False
+        return value > DIVERGENCE_FACTOR * self.reference
+
+
 @dataclass
 class EpochResult:
     """The outcome of one pass over the batches.
 
     ``loss`` is the mean training loss (None on divergence); ``diverged`` names the
-    first batch (0-based) with a non-finite loss or gradient, and ``value`` its loss.
+    first batch (0-based) that diverged, ``value`` its loss and ``reference`` the
+    reference loss it exceeded (None when it was not finite).
     """
 
     loss: float | None
     diverged: int | None = None
     value: float = math.nan
+    reference: float | None = None
 
 
 class CpuRunner:
     """Epochs on the Numba CPU kernels; the weights are a NumPy vector updated in place.
 
-    Kernel calls take :data:`KERNEL_LOCK` batch by batch (see there).
+    Kernel calls take :data:`KERNEL_LOCK` batch by batch (see there). A batch whose
+    training kernels have a single chunk runs on one thread: waking a second one costs
+    milliseconds on a busy machine and there is nothing for it to do (training results
+    do not depend on the thread count).
     """
 
     def __init__(self, layout, params, cell_id, optimizer, X_train, y_train, X_val, *,
-                 loss, alpha, clip_norm, bptt_steps, dropout, rng):
+                 loss, alpha, clip_norm, bptt_steps, dropout, rng, null_loss=None):
         self.layout, self.params, self.cell_id = layout, params, cell_id
         self.optimizer = optimizer
         self.X_train, self.y_train, self.X_val = X_train, y_train, X_val
         self.loss, self.alpha, self.clip_norm = loss, alpha, clip_norm
         self.bptt_steps, self.dropout, self.rng = bptt_steps, dropout, rng
+        self.divergence = DivergenceRule(null_loss)
         self._saved = {}
+
+    def _threads(self, batches) -> int:
+        n = numba.get_num_threads()
+        if not batches:
+            return n
+        rows = len(batches[0])  # the largest batch
+        chunks = -(-rows // cpu.train_chunk_rows(rows, self.layout.hidden_size))
+        return max(1, min(n, chunks))
 
     def run_epoch(self, batches, progress=None) -> EpochResult:
         """One pass over ``batches`` (index arrays into the training set).
 
-        A batch with a non-finite loss or gradient is not applied, and neither is any
-        later one; weights that are not finite at the end count as a divergence at
-        the last batch.
+        A batch that diverges (:class:`DivergenceRule`: a non-finite loss or gradient,
+        or a loss far above the reference) is not applied, and neither is any later
+        one; weights that are not finite at the end count as a divergence at the last
+        batch.
         """
         total = 0.0
-        for i, idx in enumerate(batches):
-            xb, yb = self.X_train[idx], self.y_train[idx]
-            with KERNEL_LOCK:
-                value, grad = network.loss_and_grad(
-                    self.layout, self.params, xb, yb, loss=self.loss, alpha=self.alpha,
-                    cell_id=self.cell_id, bptt_steps=self.bptt_steps,
-                    dropout=self.dropout, rng=self.rng,
-                )
-            if self.clip_norm is not None:
-                norm = clip_grad_norm(grad, float(self.clip_norm))
-            else:
-                norm = float(np.sqrt(np.sum(grad.astype(np.float64) ** 2)))
-            if not (math.isfinite(value) and math.isfinite(norm)):
-                return EpochResult(None, i, value)
-            self.optimizer.step(self.params, grad)
-            total += value * len(idx)
-            if progress is not None:
-                progress(i + 1)
+        with numba_threads(self._threads(batches)):
+            for i, idx in enumerate(batches):
+                xb, yb = self.X_train[idx], self.y_train[idx]
+                with KERNEL_LOCK:
+                    value, grad = network.loss_and_grad(
+                        self.layout, self.params, xb, yb, loss=self.loss, alpha=self.alpha,
+                        cell_id=self.cell_id, bptt_steps=self.bptt_steps,
+                        dropout=self.dropout, rng=self.rng,
+                    )
+                if self.clip_norm is not None:
+                    norm = clip_grad_norm(grad, float(self.clip_norm))
+                else:
+                    norm = float(np.sqrt(np.sum(grad.astype(np.float64) ** 2)))
+                if not (math.isfinite(value) and math.isfinite(norm)):
+                    return EpochResult(None, i, value)
+                if self.divergence.exceeded(value):
+                    return EpochResult(None, i, value, self.divergence.reference)
+                self.optimizer.step(self.params, grad)
+                total += value * len(idx)
+                if progress is not None:
+                    progress(i + 1)
         if not self.params_finite():
             return EpochResult(None, len(batches) - 1, math.nan)
-        return EpochResult(total / self.X_train.shape[0])
+        return EpochResult(float(total) / self.X_train.shape[0])
 
     def predict_val(self) -> np.ndarray:
         with KERNEL_LOCK:
@@ -366,17 +632,20 @@ class CudaRunner:
     """
 
     def __init__(self, layout, params, cell_id, optimizer, X_train, y_train, X_val, *,
-                 loss, alpha, clip_norm, bptt_steps):
+                 loss, alpha, clip_norm, bptt_steps, null_loss=None):
         from tsrnn import cuda_backend
 
         self.optimizer = optimizer
+        self.divergence = DivergenceRule(null_loss)
         self.trainer = cuda_backend.CudaTrainer(
             layout, params, cell_id, X_train, y_train, optimizer, loss=loss, alpha=alpha,
             clip_norm=clip_norm, bptt_steps=bptt_steps, X_val=X_val,
         )
 
     def run_epoch(self, batches, progress=None) -> EpochResult:
-        """As :meth:`CpuRunner.run_epoch`; no progress bar (one call runs the epoch)."""
+        """As :meth:`CpuRunner.run_epoch`; no progress bar (one call runs the epoch).
+        The trainer stops at a non-finite batch itself; a loss above the divergence
+        limit is seen after the epoch, which :func:`fit_loop` then discards whole."""
         trainer = self.trainer
         loss = trainer.run_epoch(batches)
         if trainer.diverged_batch is not None:
@@ -384,6 +653,9 @@ class CudaRunner:
             return EpochResult(None, i, float(trainer.batch_losses[i]))
         if not trainer.params_finite:
             return EpochResult(None, len(batches) - 1, math.nan)
+        for i, value in enumerate(trainer.batch_losses[:len(batches)]):
+            if self.divergence.exceeded(float(value)):
+                return EpochResult(None, i, float(value), self.divergence.reference)
         return EpochResult(loss)
 
     def predict_val(self) -> np.ndarray:
@@ -452,9 +724,46 @@ def run_single_epoch(runner, state: FitState, settings: LoopSettings, n_train: i
     return runner.run_epoch(batches, progress)
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """The bookkeeping of a fit state at the end of a good epoch (or at the start)."""
+
+    n_epochs: int
+    n_scores: int | None
+    n_history: int
+    samples_seen: int
+    best_loss: float
+    best_validation_score: float | None
+    rng_state: tuple
+
+    @classmethod
+    def of(cls, state: FitState) -> "_Mark":
+        return cls(len(state.loss_curve),
+                   None if state.validation_scores is None else len(state.validation_scores),
+                   len(state.history), state.samples_seen, state.best_loss,
+                   state.best_validation_score, state.random_state.get_state())
+
+    def restore(self, state: FitState) -> None:
+        del state.loss_curve[self.n_epochs:]
+        if self.n_scores is not None:
+            del state.validation_scores[self.n_scores:]
+        del state.history[self.n_history:]
+        state.samples_seen = self.samples_seen
+        state.best_loss = self.best_loss
+        state.best_validation_score = self.best_validation_score
+        state.random_state.set_state(self.rng_state)
+
+
 def fit_loop(state: FitState, runner, settings: LoopSettings, n_train: int, *,
              have_good_start: bool) -> FitState:
     """Run the epochs of one fit and return the state to commit.
+
+    The returned state is always that of the end of one epoch (or of the start):
+    weights, optimiser state, counters, history and random state belong together. An
+    epoch is recorded in one piece (a Ctrl-C during its bookkeeping takes effect after
+    it); after an interrupt or a divergence the loop goes back to the last good epoch
+    whole, drawing of the shuffles included, so continuing from it runs as if the fit
+    had been asked for exactly that many epochs.
 
     Parameters
     ----------
@@ -473,20 +782,23 @@ def fit_loop(state: FitState, runner, settings: LoopSettings, n_train: int, *,
     Raises
     ------
     TrainingDivergedError
-        If the loss becomes non-finite before any good weights exist.
+        If the loss diverges (:class:`DivergenceRule`) before any good weights exist.
     KeyboardInterrupt
         If interrupted before any epoch of this fit ended (nothing to keep).
     """
+    from tsrnn._warmup import sigint_deferred
+
     optimizer = state.optimizer
     early = settings.validate is not None
     printer = EpochPrinter(state.n_epochs + settings.max_epochs)
-    # checkpoints: "best" (validation), "last_good" (end of the last finite epoch; a
-    # resumed fit's starting weights count as good)
+    # checkpoints: "best" (validation), "last_good" (end of the last good epoch; a
+    # resumed fit's starting weights count as good), with `good` their bookkeeping
     if early:
         runner.checkpoint("best")
     have_last_good = have_good_start
     if have_last_good:
         runner.checkpoint("last_good")
+    good = _Mark.of(state)
     keep = None  # checkpoint to return instead of the current weights
     stopped = False
     epochs_done = 0
@@ -500,28 +812,32 @@ def fit_loop(state: FitState, runner, settings: LoopSettings, n_train: int, *,
                 if result.loss is None:
                     _diverged(epoch, result, have_last_good, settings.divergence_advice)
                     keep = "last_good"
+                    good.restore(state)  # the diverged epoch's shuffle too
                     stopped = True
                     break
-                state.samples_seen += n_train
-                state.loss_curve.append(result.loss)
-                valid_loss = None
+                valid_loss = score = None
                 if early:
                     valid_loss, score = settings.validate(runner.predict_val())
-                    state.validation_scores.append(score)
-                    improved = score >= state.best_validation_score + settings.tol
-                    if score > state.best_validation_score:
-                        state.best_validation_score = score
-                        runner.checkpoint("best")
-                else:
-                    improved = result.loss <= state.best_loss - settings.tol
-                    state.best_loss = min(state.best_loss, result.loss)
+                with sigint_deferred():  # the epoch's record, in one piece
+                    state.samples_seen += n_train
+                    state.loss_curve.append(result.loss)
+                    if early:
+                        state.validation_scores.append(score)
+                        improved = score >= state.best_validation_score + settings.tol
+                        if score > state.best_validation_score:
+                            state.best_validation_score = score
+                            runner.checkpoint("best")
+                    else:
+                        improved = result.loss <= state.best_loss - settings.tol
+                        state.best_loss = min(state.best_loss, result.loss)
+                    runner.checkpoint("last_good")
+                    have_last_good = True
+                    epochs_done += 1
+                    state.history.append({"epoch": epoch + 1, "train_loss": result.loss,
+                                          "valid_loss": valid_loss,
+                                          "seconds": time.perf_counter() - t_start})
+                    good = _Mark.of(state)
                 no_improvement = 0 if improved else no_improvement + 1
-                runner.checkpoint("last_good")
-                have_last_good = True
-                epochs_done += 1
-                state.history.append({"epoch": epoch + 1, "train_loss": result.loss,
-                                      "valid_loss": valid_loss,
-                                      "seconds": time.perf_counter() - t_start})
                 if settings.verbose:
                     printer.epoch(state.history[-1])
                 if no_improvement > settings.n_iter_no_change and not settings.incremental:
@@ -542,6 +858,7 @@ def fit_loop(state: FitState, runner, settings: LoopSettings, n_train: int, *,
             raise  # nothing of this fit to keep: the caller stays as it was
         warnings.warn("Training interrupted by user.", UserWarning)
         keep = "last_good"
+        good.restore(state)
 
     if early and state.validation_scores:
         keep = "best"  # early stopping keeps the best validation weights
@@ -569,10 +886,16 @@ def _lower_learning_rate(optimizer, settings, early, printer) -> bool:
 
 
 def _diverged(epoch, result, have_last_good, advice):
-    """A non-finite loss: raise without good weights, else warn (the loop keeps the
-    last good ones)."""
-    what = (f"the training loss became {result.value} at epoch {epoch + 1}, batch "
-            f"{result.diverged + 1}")
+    """A divergence: raise without good weights, else warn (the loop keeps the last
+    good ones)."""
+    where = f"at epoch {epoch + 1}, batch {result.diverged + 1}"
+    if result.reference is not None:
+        what = (f"the training loss reached {result.value:.4g} {where}, more than "
+                f"{DIVERGENCE_FACTOR:g} times its reference {result.reference:.4g} (the "
+                "larger of the loss of predicting the mean target and the fit's first "
+                "batch loss)")
+    else:
+        what = f"the training loss became {result.value} {where}"
     if not have_last_good:
         raise TrainingDivergedError(
             f"Training diverged: {what}, before any epoch completed. {advice}"
@@ -627,16 +950,18 @@ class EpochPrinter:
 def make_runner(device: str, layout: network.ParameterLayout, state: FitState, cell_id: int,
                 X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray | None, *,
                 loss: str, alpha: float, clip_norm: float | None, bptt_steps: int | None,
-                dropout: float):
+                dropout: float, null_loss: float | None = None):
     """The runner of ``device`` ('cpu' or 'cuda') for this fit, training
     ``state.params`` in place (CPU) or a device copy of them (CUDA).
 
     Draws the dropout generator's seed from ``state.random_state`` on every device, so
-    that the shuffling that follows is the same wherever the fit runs.
+    that the shuffling that follows is the same wherever the fit runs. ``null_loss``
+    (the loss of predicting the mean target) feeds the :class:`DivergenceRule`.
     """
     dropout_rng = np.random.default_rng(state.random_state.randint(2**31 - 1))
     state.optimizer.learning_rate = state.learning_rate
-    kwargs = dict(loss=loss, alpha=alpha, clip_norm=clip_norm, bptt_steps=bptt_steps)
+    kwargs = dict(loss=loss, alpha=alpha, clip_norm=clip_norm, bptt_steps=bptt_steps,
+                  null_loss=null_loss)
     if device == "cuda":
         return CudaRunner(layout, state.params, cell_id, state.optimizer, X_train, y_train,
                           X_val, **kwargs)
