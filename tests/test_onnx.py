@@ -412,3 +412,14 @@ def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         to_onnx(_model("lstm", "tanh", 1, 2, 1, True, "float32"), path)
     assert path.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["model.onnx"]
+
+
+def test_estimator_method_is_the_exporter(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 6)).astype(np.float32), rng.standard_normal(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = RNNRegressor(hidden_size=4, max_iter=2, random_state=0).fit(X, y)
+    path = tmp_path / "m.onnx"
+    proto = model.to_onnx(path, opset=export.DEFAULT_OPSET)
+    assert onnx.load(str(path)) == proto

@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from tsrnn._files import write_text_atomically
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import pandas as pd
 
@@ -962,22 +964,28 @@ def _print_written(console, written, as_json: bool) -> None:
         console.result(f"  {path}")
 
 
+def _write_forecast(output_dir: Path, data: _Data, forecast) -> str:
+    """Write ``<name>_forecast.csv`` (whole or not at all); return its path."""
+    path = output_dir / f"{data.name}_forecast.csv"
+    if data.is_panel:
+        text = forecast.to_csv(index=False)
+    else:
+        text = forecast.to_csv(index_label=data.frame.index.name or "timestamp")
+    write_text_atomically(path, text)
+    return str(path)
+
+
 def _write_outputs(output_dir: Path, data: _Data, forecast, result, lookback: int,
                    horizon: int, console: _Console, *, unit=None,
                    plot_series=None) -> list[str]:
     written = []
-    path = output_dir / f"{data.name}_forecast.csv"
-    if data.is_panel:
-        forecast.to_csv(path, index=False)
-    else:
-        forecast.to_csv(path, index_label=data.frame.index.name or "timestamp")
-    written.append(str(path))
+    written.append(_write_forecast(output_dir, data, forecast))
     if result is not None:
         path = output_dir / f"{data.name}_metrics.csv"
-        result.overall.to_csv(path, index_label="model")
+        write_text_atomically(path, result.overall.to_csv(index_label="model"))
         written.append(str(path))
         path = output_dir / f"{data.name}_backtest.csv"
-        result.forecasts.to_csv(path, index=False)
+        write_text_atomically(path, result.forecasts.to_csv(index=False))
         written.append(str(path))
     try:
         written += _plots(output_dir, data, forecast, result, lookback, horizon, unit,
@@ -1053,12 +1061,8 @@ def _cmd_predict(args: argparse.Namespace, console: _Console) -> int:
         _print_report(console, data, forecast, None, horizon, None, None,
                       _is_daily(data.longest_index()))
     if args.output_dir is not None:
-        path = Path(args.output_dir) / f"{data.name}_forecast.csv"
-        if data.is_panel:
-            forecast.to_csv(path, index=False)
-        else:
-            forecast.to_csv(path, index_label=data.frame.index.name or "timestamp")
-        _print_written(console, [str(path)], args.json)
+        path = _write_forecast(Path(args.output_dir), data, forecast)
+        _print_written(console, [path], args.json)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -1013,6 +1014,30 @@ class RNNRegressor(RegressorMixin, BaseEstimator):
         self.history_ = state.history
         if feature_names is not None:
             self.feature_names_in_ = np.asarray(feature_names, dtype=object)
+
+    # ----------------------------------------------------------- export
+
+    def to_onnx(self, path: str | os.PathLike | None = None, **options: Any):
+        """Export the fitted model as an ONNX graph that reproduces :meth:`predict`.
+
+        A shortcut for :func:`tsrnn.export.to_onnx` (``pip install "tsrnn[onnx]"``),
+        which documents the graph and the ``options`` (``opset``, ``n_timesteps``,
+        ``recurrent_dtype``).
+
+        Parameters
+        ----------
+        path : str or path-like, optional
+            Where to write the model (whole or not at all); None writes nothing.
+        **options
+            Passed to :func:`tsrnn.export.to_onnx`.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from tsrnn.export import to_onnx
+
+        return to_onnx(self, path, **options)
 
     # ----------------------------------------------------------- persistence
 

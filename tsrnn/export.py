@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import inspect
 import os
-import secrets
-import stat
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
+
+from tsrnn._files import write_atomically
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import onnx
@@ -163,7 +162,8 @@ def to_onnx(model: Any, path: str | os.PathLike | None = None, *,
     proto = _build(spec, opset, helper, numpy_helper)
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
-        _write_atomic(Path(path), proto.SerializeToString())
+        data = proto.SerializeToString()
+        write_atomically(path, lambda fh: fh.write(data))
     return proto
 
 
@@ -410,53 +410,3 @@ def _build(spec: _ModelSpec, opset: int, helper, numpy_helper) -> "onnx.ModelPro
 # --------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, sync, rename over ``path``.
-
-    On any failure (``KeyboardInterrupt`` included) the temporary file is removed and
-    ``path`` is untouched. A file replaced keeps its permission bits.
-    """
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    folder = target.parent
-    tmp = None
-    try:
-        while True:
-            tmp = os.path.join(folder, f".{target.name}.{secrets.token_hex(6)}.tmp")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                             | getattr(os, "O_BINARY", 0), 0o666)
-                break
-            except FileExistsError:
-                continue
-            except BaseException:
-                tmp = None
-                raise
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.chmod(tmp, stat.S_IMODE(os.stat(target).st_mode))
-        except OSError:
-            pass
-        os.replace(tmp, target)
-        tmp = None
-    except BaseException:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        raise
-    try:  # make the rename durable (POSIX)
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -29,8 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import stat
 import struct
 import zipfile
 from collections import Counter
@@ -40,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from tsrnn import network
+from tsrnn._files import write_atomically
 
 __all__ = ["REGRESSOR_FORMAT", "FORMAT_VERSION", "MAX_METADATA_BYTES", "Archive",
            "flat_from_state_dict", "load_regressor", "open_archive", "save_regressor",
@@ -163,67 +162,7 @@ def write_archive(path: str | os.PathLike, fmt: str, meta: dict,
         )
     payload = dict(arrays)
     payload[METADATA_KEY] = np.array(text)
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    folder = target.parent
-    tmp = None
-    try:
-        fd, tmp = _create_temporary(folder, target.name)
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _keep_mode(target, tmp)
-        os.replace(tmp, target)
-        tmp = None
-    except BaseException:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-        raise
-    _sync_folder(folder)
-
-
-def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
-    """``(fd, path)`` of a new, exclusively created file ``.<name>.<random>.tmp``.
-
-    ``os.open`` with mode 0o666 lets the umask decide the permissions, as for any new
-    file (``tempfile.mkstemp`` would make it 0o600).
-    """
-    while True:
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                           | getattr(os, "O_BINARY", 0), 0o666), tmp
-        except FileExistsError:
-            continue
-
-
-def _keep_mode(target: Path, tmp: str) -> None:
-    """Give ``tmp`` the permission bits of the file it replaces, if there is one."""
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except OSError:
-        return
-    try:
-        os.chmod(tmp, mode)
-    except OSError:
-        pass
-
-
-def _sync_folder(folder: Path) -> None:
-    """fsync a folder so that a rename in it is durable (POSIX; a no-op elsewhere)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    write_atomically(path, lambda fh: np.savez(fh, **payload))
 
 
 # --------------------------------------------------------------------------

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from tsrnn._files import write_atomically
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -169,7 +171,7 @@ def save_figure(figure: Figure | Axes, path: str | os.PathLike, *, dpi: int = 12
     figure : matplotlib.figure.Figure or matplotlib.axes.Axes
         The figure to write, or an Axes of it.
     path : str or os.PathLike
-        Output file; its folder must exist.
+        Output file; its folder must exist. Written whole or not at all.
     dpi : int, default=120
         Resolution of raster formats.
 
@@ -187,7 +189,8 @@ def save_figure(figure: Figure | Axes, path: str | os.PathLike, *, dpi: int = 12
     original = fig.canvas
     FigureCanvasAgg(fig)
     try:
-        fig.savefig(os.fspath(path), dpi=dpi)
+        fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or None
+        write_atomically(path, lambda fh: fig.savefig(fh, dpi=dpi, format=fmt))
     finally:
         if original is not None and original is not fig.canvas:
             fig.set_canvas(original)
