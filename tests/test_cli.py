@@ -119,7 +119,8 @@ def test_datasets_command():
     proc = run_cli("datasets")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split()[:6] == ["name", "frequency", "rows", "start", "end", "default"]
+    assert lines[0].split()[:7] == ["name", "frequency", "series", "rows", "start", "end",
+                                    "default"]
     table = "\n".join(lines)
     for name, rows, target in [("sp500", "5031", "close"),
                                ("seattle-weather", "1461", "temp_max"),
@@ -127,6 +128,11 @@ def test_datasets_command():
         row = next(line for line in lines if line.startswith(name + " "))
         assert rows in row.split() and target in row.split()
     assert "2010-01-01 00:00" in table and "1999-01-04" in table
+    panel = next(line for line in lines if line.startswith("us-employment "))
+    assert panel.split()[2] == "22"  # series
+    # the first hint is a single series (it used to name a panel), the second a panel
+    assert "forecast --dataset seattle-temps" in lines[-2]
+    assert lines[-1].startswith("A panel") and "--dataset us-employment" in lines[-1]
 
 
 def test_bad_argument_in_subprocess_exits_2_without_traceback():

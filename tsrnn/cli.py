@@ -524,6 +524,7 @@ def _cmd_datasets(args: argparse.Namespace, console: _Console) -> int:
         rows.append({
             "name": row["name"],
             "frequency": row["frequency"],
+            "series": str(row["series"]),
             "rows": str(row["rows"]),
             "start": _format_time(row["start"], daily),
             "end": _format_time(row["end"], daily),
@@ -532,7 +533,7 @@ def _cmd_datasets(args: argparse.Namespace, console: _Console) -> int:
         })
     header = list(rows[0])
     widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in header}
-    right = {"rows"}
+    right = {"rows", "series"}
 
     def line(cells: dict[str, str]) -> str:
         return "  ".join(cells[h].rjust(widths[h]) if h in right else cells[h].ljust(widths[h])
@@ -543,8 +544,13 @@ def _cmd_datasets(args: argparse.Namespace, console: _Console) -> int:
     for row in rows:
         console.result(line(row))
     console.result()
-    console.result(f"Forecast one with: {PROG} forecast --dataset {rows[-1]['name']} "
-                   "--horizon 24")
+    single = table.loc[table["kind"] == "series", "name"].tolist()
+    panels = table.loc[table["kind"] == "panel", "name"].tolist()
+    example = "seattle-temps" if "seattle-temps" in single else (single or panels)[0]
+    console.result(f"Forecast one with: {PROG} forecast --dataset {example} --horizon 24")
+    if panels:
+        console.result(f"A panel (many series, one model for all): {PROG} forecast "
+                       f"--dataset {panels[0]} --horizon 12")
     return 0
 
 
