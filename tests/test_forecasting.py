@@ -299,3 +299,15 @@ def test_ridge_baseline_reads_the_same_covariates_as_the_network():
     with_cov = backtest(fc, frame, target="y", exog="driver", future_covariates="promo",
                         initial=400, step=3)
     assert with_cov.overall.loc["ridge", "mae"] < 0.7 * plain.overall.loc["ridge", "mae"]
+
+
+@pytest.mark.parametrize("freq, periods, expected", [
+    ("h", 24 * 10, ["hour"]),                                     # 10 days: no weekly cycle
+    ("h", 24 * 21, ["hour", "day_of_week"]),                      # 3 weeks: weekly too
+    ("D", 400, ["day_of_week"]),                                  # one year: no yearly cycle
+    ("D", 800, ["day_of_week", "day_of_year"]),
+    ("MS", 20, []),                                               # under two years
+])
+def test_auto_calendar_keeps_features_whose_cycle_repeats(freq, periods, expected):
+    index = pd.date_range("2020-01-01", periods=periods, freq=freq)
+    assert RNNForecaster()._calendar_choice(index) == expected

@@ -103,6 +103,11 @@ def _spread(rows: np.ndarray, most: int) -> np.ndarray:
     return rows[np.unique(np.linspace(0, len(rows) - 1, most).round().astype(np.int64))]
 
 
+#: The span of training data a calendar feature needs under calendar='auto': two cycles.
+CALENDAR_MIN_SPAN = {"hour": pd.Timedelta(days=2), "day_of_week": pd.Timedelta(days=14),
+                     "day_of_year": pd.Timedelta(days=730)}
+
+
 @dataclass
 class _Design:
     """Column roles of a fitted forecaster.
@@ -160,9 +165,11 @@ class RNNForecaster(BaseEstimator):
         series only). 'auto' picks 'window' or 'scaled', whichever lets a ridge on
         the target lags forecast the held-out calibration windows better.
     calendar : 'auto', None or list of {'hour', 'day_of_week', 'day_of_year'}, default='auto'
-        Calendar features from the timestamps. 'auto' picks hour and day of year
-        for sub-daily data, day of week and day of year for daily data, day of
-        year for anything coarser or irregular.
+        Calendar features from the timestamps. 'auto' considers hour, day of week
+        and day of year for sub-daily data, day of week and day of year for daily
+        data, day of year for anything coarser or irregular (trading days), and
+        keeps those whose cycle the training data covers at least twice (hour: 2
+        days, day of week: 2 weeks, day of year: 2 years).
     coverage : float or None, default=0.9
         Nominal coverage of the prediction intervals: split conformal, from the
         absolute errors on the newest ``calibration_fraction`` of windows (held
@@ -338,10 +345,15 @@ class RNNForecaster(BaseEstimator):
         step = index[1:] - index[:-1] if len(index) > 1 else pd.TimedeltaIndex([])
         typical = step.median() if len(step) else pd.Timedelta(days=1)
         if typical < pd.Timedelta(days=1):
-            return ["hour", "day_of_year"]
-        if typical == pd.Timedelta(days=1) and not looks_like_trading_days(index):
-            return ["day_of_week", "day_of_year"]
-        return ["day_of_year"]
+            candidates = ["hour", "day_of_week", "day_of_year"]
+        elif typical == pd.Timedelta(days=1) and not looks_like_trading_days(index):
+            candidates = ["day_of_week", "day_of_year"]
+        else:
+            candidates = ["day_of_year"]
+        # a feature whose cycle the training data does not repeat cannot be learnt, only
+        # overfitted (one year of daily data gives day_of_year one value per day)
+        span = index[-1] - index[0] if len(index) else pd.Timedelta(0)
+        return [c for c in candidates if span >= CALENDAR_MIN_SPAN[c]]
 
     @staticmethod
     def _calendar_frame(index: pd.DatetimeIndex, choice: list[str]) -> pd.DataFrame:
