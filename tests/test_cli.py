@@ -380,3 +380,21 @@ def test_outputs_are_checked_before_fitting_and_errors_speak_in_options(tmp_path
                  "sales", *QUICK, "--output-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--id-column" in err and "groupby" not in err and "fill=" not in err
+
+
+def test_help_imports_nothing_heavy():
+    # `tsrnn --help` answers at once: no NumPy, Numba, pandas or scikit-learn behind it
+    script = ("import sys, contextlib, io\n"
+              "from tsrnn.cli import main\n"
+              "with contextlib.redirect_stdout(io.StringIO()):\n"
+              "    code = main(['--help'])\n"
+              "heavy = sorted(m for m in ('numpy', 'numba', 'pandas', 'sklearn', 'scipy')\n"
+              "               if m in sys.modules)\n"
+              "print(code, heavy)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split(None, 1) == ["0", "[]\n"], done.stdout + done.stderr
+    import tsrnn
+    assert tsrnn.RNNRegressor.__module__ == "tsrnn.estimator"  # the lazy names still resolve

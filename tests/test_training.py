@@ -1,7 +1,9 @@
 """The shared epoch loop (tsrnn.training): what is kept on interrupts, divergence and
 early stopping, and that nothing of an earlier fit changes when a later one fails."""
 
+import io
 import pickle
+import sys
 import warnings
 
 import numpy as np
@@ -233,3 +235,31 @@ def test_divergence_keeps_the_shuffles_of_the_last_good_epoch(monkeypatch):
     assert model.n_iter_ == 2
     kept, ran = model._fit_state.random_state.get_state(), two._fit_state.random_state.get_state()
     assert (kept[1] == ran[1]).all() and kept[2] == ran[2]
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self):
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere(monkeypatch, tty):
+    stream = _Stream(tty)
+    monkeypatch.setattr(sys, "stderr", stream)
+    clock = iter(np.arange(0.0, 100.0, 3.0))  # 3 s a batch
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+    draw = training.EpochPrinter(last_epoch=2).progress(0, total=8)
+    for done in range(1, 9):
+        draw(done)
+    text = stream.getvalue()
+    if tty:
+        assert "\r" in text and "[" in text and text.endswith("\n")
+        assert "8/8 batches" in text and "about 0 s left" in text
+    else:
+        lines = text.splitlines()
+        assert "\r" not in text and lines and all(line.startswith("epoch 1: ") for line in lines)
+        assert len(lines) < 8 and "about" in lines[0] and "8/8" not in text

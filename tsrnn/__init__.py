@@ -2,16 +2,16 @@
 
 __version__ = "0.1.0"
 
-from tsrnn.estimator import RNNRegressor, TrainingDivergedError  # noqa: E402
-
 __all__ = ["RNNForecaster", "RNNRegressor", "TrainingDivergedError", "__version__", "backtest",
            "warmup"]
 
-# RNNForecaster and backtest live in tsrnn.forecasting, which imports pandas' time
-# machinery and sklearn.linear_model (~0.3 s). They are loaded on first access
-# (PEP 562), so `import tsrnn; tsrnn.RNNRegressor().fit(...)` does not pay for them.
-# warmup (tsrnn._warmup) compiles the kernels ahead of time; loaded the same way.
-_LAZY = {"RNNForecaster": "tsrnn.forecasting", "backtest": "tsrnn.forecasting",
+# Every public name is loaded on first access (PEP 562): the estimator brings NumPy,
+# Numba and scikit-learn (~1 s), the forecasting package pandas' time machinery and
+# sklearn.linear_model (~0.3 s more), so `tsrnn --help` and a script that only fits an
+# RNNRegressor pay for nothing they do not use. warmup (tsrnn._warmup) compiles the
+# kernels ahead of time.
+_LAZY = {"RNNRegressor": "tsrnn.estimator", "TrainingDivergedError": "tsrnn.estimator",
+         "RNNForecaster": "tsrnn.forecasting", "backtest": "tsrnn.forecasting",
          "warmup": "tsrnn._warmup"}
 
 

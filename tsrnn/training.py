@@ -58,6 +58,8 @@ KERNEL_LOCK = threading.Lock()
 
 #: Seconds an epoch must run before verbose mode shows a progress bar.
 PROGRESS_AFTER_SECONDS = 2.0
+#: Without a terminal, the progress of a long epoch is a plain line this often.
+PLAIN_PROGRESS_SECONDS = 10.0
 
 #: Below this, the adaptive schedule stops instead of dividing the learning rate again.
 MIN_ADAPTIVE_LEARNING_RATE = 1e-6
@@ -923,26 +925,39 @@ class EpochPrinter:
                   f"{record['train_loss']:.6f}{valid_text}, {record['seconds']:.2f} s")
 
     def progress(self, epoch: int, total: int):
-        """A callback ``progress(done)`` for the batches of one epoch, or None."""
+        """A callback ``progress(done)`` for the batches of one epoch, or None.
+
+        On a terminal: a bar redrawn in place (``\\r``) with the time left. Anywhere else
+        (a log file, a notebook's captured stream): a plain line at most every
+        PLAIN_PROGRESS_SECONDS, so a log gets no carriage returns."""
         if total <= 1:
             return None
+        stream = sys.stderr
+        on_terminal = bool(getattr(stream, "isatty", lambda: False)())
+        every = 0.5 if on_terminal else PLAIN_PROGRESS_SECONDS
         t_start = time.perf_counter()
-        last_draw = [-1.0]
+        last_draw = [0.0]
 
         def draw(done):
             elapsed = time.perf_counter() - t_start
             if elapsed < PROGRESS_AFTER_SECONDS:
                 return
-            # redraw at most twice a second, and always at the end of the epoch
-            if done < total and elapsed - last_draw[0] < 0.5:
+            if done < total and elapsed - last_draw[0] < every:
                 return
+            if done == total and not on_terminal:
+                return  # the epoch line follows
             last_draw[0] = elapsed
-            width = 30
-            filled = int(width * done / total)
-            bar = "#" * filled + "." * (width - filled)
-            end = "\n" if done == total else ""
-            print(f"\repoch {epoch + 1} [{bar}] {done}/{total} batches {elapsed:.1f} s",
-                  end=end, file=sys.stderr, flush=True)
+            left = elapsed * (total - done) / done
+            text = f"{done}/{total} batches, {elapsed:.1f} s, about {left:.0f} s left"
+            if on_terminal:
+                width = 30
+                filled = int(width * done / total)
+                bar = "#" * filled + "." * (width - filled)
+                end = "\n" if done == total else ""
+                print(f"\repoch {epoch + 1} [{bar}] {text}\033[K", end=end, file=stream,
+                      flush=True)
+            else:
+                print(f"epoch {epoch + 1}: {text}", file=stream, flush=True)
 
         return draw
 
