@@ -13,6 +13,7 @@ import pytest
 
 from reference import reference_layer
 from tsrnn._kernels import cpu
+from tsrnn import network
 
 CELLS = [
     ("rnn", "tanh", cpu.RNN_TANH),
@@ -586,3 +587,15 @@ def test_activations_inline_into_loops_compiled_later(tmp_path):
                           capture_output=True, text=True).stdout.split()
            for step in ("first", "later")]
     assert out[1] == ["vectorised"]
+
+
+@pytest.mark.parametrize("features, dtype", [(2, np.float32), (7, np.float32),
+                                             (3, np.float64)])
+def test_inputs_that_do_not_fit_the_layers_are_refused(features, dtype):
+    layout = network.ParameterLayout("lstm", 3, 5, 1, 1)
+    flat = layout.init(np.random.default_rng(0), dtype=np.float32)
+    X = np.ones((4, 6, features), dtype=dtype)
+    with pytest.raises(ValueError, match="features per step|cast one"):
+        network.predict(layout, flat, X)
+    with pytest.raises(ValueError, match="features per step|cast one"):
+        network.loss_and_grad(layout, flat, X, np.ones((4, 1), dtype=np.float32))

@@ -1397,6 +1397,7 @@ def stack_forward(cell, x, layers, h0=None, c0=None, window=None, masks=None,
     cache : StackCache
         ``cache.h_top`` (B, H) is the top layer's last state.
     """
+    check_stack_inputs(x, layers, "stack_forward")
     dtype = x.dtype
     x = np.ascontiguousarray(x)
     T, B, F = x.shape
@@ -1598,6 +1599,26 @@ def _product_matrix(cell, w_ih, w_hh, b_ih, b_hh, dtype):
     return A
 
 
+def check_stack_inputs(x: np.ndarray, layers, where: str) -> None:
+    """Refuse inputs that do not fit the layers, before any kernel reads them.
+
+    The compiled loops index flat buffers with the sizes they are given: a wrong
+    feature count or dtype would read past the weights (NaN that changes between
+    calls, or a crash) instead of failing.
+    """
+    if x.ndim != 3:
+        raise ValueError(f"{where}: inputs must be 3-D; got shape {x.shape}.")
+    F = layers[0][0].shape[1]
+    if x.shape[2] != F:
+        raise ValueError(f"{where}: inputs have {x.shape[2]} features per step but the "
+                         f"first layer takes {F}.")
+    for k, arrays in enumerate(layers):
+        for a in arrays:
+            if a.dtype != x.dtype:
+                raise ValueError(f"{where}: layer {k} is {a.dtype} but the inputs are "
+                                 f"{x.dtype}; cast one to the other.")
+
+
 def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_blas=None,
                   matrices=None):
     """Predictions of a stack of recurrent layers with a linear head on the last step.
@@ -1629,6 +1650,7 @@ def stack_predict(cell, X, layers, head_w, head_b, batch_size, n_chunks=1, use_b
     kernel call for all batches: one parallel region, or none for batches of one
     chunk (see :func:`_stack_predict`).
     """
+    check_stack_inputs(X, layers, "stack_predict")
     dtype = X.dtype
     X = np.ascontiguousarray(X)
     N, T, F = X.shape
